@@ -228,6 +228,15 @@ static __always_inline void track(struct bpf_sock_ops *skops, __u8 role)
 	} else {
 		c.policy = client_policy(c.raddr, c.rport);
 		c.phase = PH_HOLD;
+		/* No controller to send the probe: a connection that may go
+		 * in clear text is left alone; one that must not is held
+		 * shut, so that not one byte of it leaves unencrypted. */
+		if (c.policy != RPCTLS_POLICY_NONE && !controller_alive()) {
+			if (c.policy == RPCTLS_POLICY_OPTIONAL)
+				return;
+			c.phase = PH_REFUSED;
+			c.reason = RS_NO_CONTROLLER;
+		}
 	}
 	if (c.policy == RPCTLS_POLICY_NONE)
 		return;

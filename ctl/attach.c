@@ -81,6 +81,10 @@ int do_attach(int argc, char **argv)
 	int c, cgfd, lock, link_fd, ret = 1, loaded_now = 0;
 	bool again = false;
 
+	if (wants_help(argc, argv)) {
+		attach_usage();
+		return 0;
+	}
 	optind = 0;	/* 0: glibc re-initialises (main used "+" ordering) */
 	while ((c = getopt_long(argc, argv, "r:c:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -106,12 +110,11 @@ int do_attach(int argc, char **argv)
 	}
 	cgpath = argv[optind];
 
+	if (geteuid() != 0)
+		return error("attach needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"), 1;
 	conf_defaults(&conf);
 	if (conf_load(&conf, conf_path ? conf_path : CONF_DEFAULT_PATH, !conf_path))
 		return 1;
-
-	if (geteuid() != 0)
-		return error("attach needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"), 1;
 	cgfd = cgroup_open(cgpath, &cgid);
 	if (cgfd < 0)
 		return 1;

@@ -263,11 +263,18 @@ void bpf_unpin_all(void)
 	rmdir(RPCTLS_PIN_DIR);
 }
 
+/*
+ * The object is the one built into rpctls (a libbpf skeleton), or the file
+ * RPCTLS_BPF_OBJECT names: for packagers who ship rpctls.bpf.o apart, and
+ * for the tests, which make the kernel reject a broken object.
+ */
 int bpf_load_and_pin(void)
 {
-	struct rpctls_bpf *skel;
-	struct bpf_program *prog;
-	struct bpf_map *map;
+	const char *file = getenv("RPCTLS_BPF_OBJECT");
+	struct rpctls_bpf *skel = NULL;
+	struct bpf_object *obj;
+	struct bpf_program *prog, *skb, *msg;
+	struct bpf_map *map, *sockets, *ctl;
 	struct ctl_state cs = { .abi = RPCTLS_ABI };
 	char path[256];
 	__u32 zero = 0;
@@ -277,33 +284,49 @@ int bpf_load_and_pin(void)
 	libbpf_log_len = 0;
 	libbpf_log[0] = 0;
 
-	skel = rpctls_bpf__open();
-	if (!skel) {
-		error("cannot open the BPF object: %s", strerror(errno));
-		show_libbpf_log();
-		return -1;
+	if (file) {
+		obj = bpf_object__open_file(file, NULL);
+		if (!obj) {
+			error("cannot open the BPF object %s: %s", file, strerror(errno));
+			show_libbpf_log();
+			return -1;
+		}
+	} else {
+		skel = rpctls_bpf__open();
+		if (!skel) {
+			error("cannot open the BPF object: %s", strerror(errno));
+			show_libbpf_log();
+			return -1;
+		}
+		obj = skel->obj;
 	}
-	err = rpctls_bpf__load(skel);
+	err = bpf_object__load(obj);
 	if (err) {
 		error("the kernel rejected the BPF programs (%s)%s", strerror(-err),
 		      -err == EPERM ? ": run as root, with BPF allowed" : "; what it said:");
 		show_libbpf_log();
-		rpctls_bpf__destroy(skel);
-		return -1;
+		goto out;
 	}
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.skb_verdict), bpf_map__fd(skel->maps.sockets),
-			    BPF_SK_SKB_VERDICT, 0)) {
+	skb = bpf_object__find_program_by_name(obj, "skb_verdict");
+	msg = bpf_object__find_program_by_name(obj, "msg_verdict");
+	sockets = bpf_object__find_map_by_name(obj, "sockets");
+	ctl = bpf_object__find_map_by_name(obj, "ctl");
+	if (!skb || !msg || !sockets || !ctl) {
+		err = error("the BPF object lacks skb_verdict, msg_verdict, sockets or ctl");
+		goto out;
+	}
+	err = -1;
+	if (bpf_prog_attach(bpf_program__fd(skb), bpf_map__fd(sockets), BPF_SK_SKB_VERDICT, 0)) {
 		error("cannot attach the sk_skb verdict to the sockhash: %s", strerror(errno));
-		goto fail;
+		goto out;
 	}
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.msg_verdict), bpf_map__fd(skel->maps.sockets),
-			    BPF_SK_MSG_VERDICT, 0)) {
+	if (bpf_prog_attach(bpf_program__fd(msg), bpf_map__fd(sockets), BPF_SK_MSG_VERDICT, 0)) {
 		error("cannot attach the sk_msg program to the sockhash: %s", strerror(errno));
-		goto fail;
+		goto out;
 	}
-	if (bpf_map_update_elem(bpf_map__fd(skel->maps.ctl), &zero, &cs, BPF_ANY)) {
+	if (bpf_map_update_elem(bpf_map__fd(ctl), &zero, &cs, BPF_ANY)) {
 		error("cannot initialise the ctl map: %s", strerror(errno));
-		goto fail;
+		goto out;
 	}
 	if ((mkdir(RPCTLS_PIN_DIR, 0700) && errno != EEXIST) ||
 	    (mkdir(RPCTLS_PIN_MAPS, 0700) && errno != EEXIST) ||
@@ -312,26 +335,30 @@ int bpf_load_and_pin(void)
 		error("cannot create the pin directories under %s: %s", RPCTLS_PIN_DIR, strerror(errno));
 		goto fail;
 	}
-	bpf_object__for_each_map(map, skel->obj) {
+	bpf_object__for_each_map(map, obj) {
 		snprintf(path, sizeof(path), RPCTLS_PIN_MAPS "/%s", bpf_map__name(map));
 		if (bpf_map__pin(map, path)) {
 			error("cannot pin %s: %s", path, strerror(errno));
 			goto fail;
 		}
 	}
-	bpf_object__for_each_program(prog, skel->obj) {
+	bpf_object__for_each_program(prog, obj) {
 		snprintf(path, sizeof(path), RPCTLS_PIN_PROGS "/%s", bpf_program__name(prog));
 		if (bpf_program__pin(prog, path)) {
 			error("cannot pin %s: %s", path, strerror(errno));
 			goto fail;
 		}
 	}
-	rpctls_bpf__destroy(skel);
-	return 0;
+	err = 0;
+	goto out;
 fail:
 	bpf_unpin_all();
-	rpctls_bpf__destroy(skel);
-	return -1;
+out:
+	if (skel)
+		rpctls_bpf__destroy(skel);
+	else
+		bpf_object__close(obj);
+	return err ? -1 : 0;
 }
 
 /* ---- which process holds a socket ---- */

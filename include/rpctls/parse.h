@@ -21,6 +21,23 @@
 #include "types.h"
 #include "wire.h"
 
+/*
+ * In BPF, variable offsets into a buffer are masked so that the verifier can
+ * bound them (the 6.1 verifier does not narrow a register by comparing it
+ * with another register): a BPF caller's buffer must hold RPCTLS_PARSE_BUF +
+ * 8 bytes and len must be at most RPCTLS_PARSE_BUF. The mask never changes an
+ * offset that the length checks let through, so both builds agree.
+ */
+#define RPCTLS_PARSE_BUF 512u
+#ifdef __bpf__
+#define PIDX(i) ((i) & (RPCTLS_PARSE_BUF - 1))
+/* Keep clang from dropping a mask it can prove useless: the verifier cannot. */
+#define PHIDE(v) asm volatile("" : "+r"(v))
+#else
+#define PIDX(i) (i)
+#define PHIDE(v) ((void)0)
+#endif
+
 RPCTLS_INLINE __u32 get_be32(const __u8 *p)
 {
 	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | (__u32)p[3];
@@ -125,8 +142,8 @@ RPCTLS_INLINE int rpc_parse_call(const __u8 *b, __u32 len, struct rpc_call_hdr *
 	off = 32 + xdr_pad4(h->cred_len);
 	if (len < off + 8)
 		return RPC_PARSE_SHORT;
-	h->verf_flavor = get_be32(b + off);
-	h->verf_len = get_be32(b + off + 4);
+	h->verf_flavor = get_be32(b + PIDX(off));
+	h->verf_len = get_be32(b + PIDX(off) + 4);
 	if (h->verf_len > RPC_MAX_AUTH_BYTES)
 		return RPC_PARSE_BAD;
 	h->hdr_len = off + 8 + xdr_pad4(h->verf_len);
@@ -252,7 +269,7 @@ RPCTLS_INLINE int rpc_parse_reply(const __u8 *b, __u32 len, struct rpc_reply_hdr
 	if (get_be32(b + 4) != RPC_REPLY)
 		return RPC_PARSE_NOT_REPLY;
 	r->reply_stat = get_be32(b + 8);
-	r->verf_flavor = r->verf_len = r->verf_off = r->auth_stat = 0;
+	r->verf_flavor = r->verf_len = r->verf_off = r->auth_stat = r->stat = r->hdr_len = 0;
 	if (r->reply_stat == RPC_MSG_DENIED) {
 		if (len < 16)
 			return RPC_PARSE_SHORT;
@@ -278,7 +295,7 @@ RPCTLS_INLINE int rpc_parse_reply(const __u8 *b, __u32 len, struct rpc_reply_hdr
 	off = 20 + xdr_pad4(r->verf_len);
 	if (len < off + 4)
 		return RPC_PARSE_SHORT;
-	r->stat = get_be32(b + off);
+	r->stat = get_be32(b + PIDX(off));
 	r->hdr_len = off + 4;
 	return RPC_PARSE_OK;
 }
@@ -292,7 +309,7 @@ RPCTLS_INLINE bool rpc_reply_is_starttls(const __u8 *b, __u32 len, const struct 
 	    r->verf_flavor != AUTH_NONE || r->verf_len != RPC_STARTTLS_LEN ||
 	    r->verf_off + RPC_STARTTLS_LEN > len)
 		return false;
-	v = b + r->verf_off;
+	v = b + PIDX(r->verf_off);
 	return v[0] == 'S' && v[1] == 'T' && v[2] == 'A' && v[3] == 'R' &&
 	       v[4] == 'T' && v[5] == 'T' && v[6] == 'L' && v[7] == 'S';
 }
@@ -331,25 +348,28 @@ RPCTLS_INLINE void rm_init(struct rm_parser *p, __u32 max_record)
  * Consume bytes of @b[0..len) until the end of a record or of the input.
  * *used is set to the number of bytes consumed. On RM_RECORD, @rec_len
  * (optional) gets the body length of the finished record, and the parser is
- * ready for the next one. Errors are sticky for the caller: stop feeding.
- * @len is at most 2^31; the BPF build bounds the loop by RM_BPF_MAX_STEPS.
+ * ready for the next one. Errors are final: stop feeding.
+ *
+ * RM_NEED_MORE consumes everything, except in the BPF build, whose loop is
+ * bounded to RM_FEED_STEPS steps (a mark byte or a run of body bytes each):
+ * there RM_NEED_MORE with *used < len means "call again with the rest".
  */
-#ifndef RM_BPF_MAX_STEPS
-#define RM_BPF_MAX_STEPS 64
+#ifdef __bpf__
+#ifndef RM_FEED_STEPS
+#define RM_FEED_STEPS 64
+#endif
+#else
+#define RM_FEED_STEPS 0xffffffffu
 #endif
 RPCTLS_INLINE int rm_feed(struct rm_parser *p, const __u8 *b, __u32 len, __u32 *used, __u32 *rec_len)
 {
-	__u32 off = 0;
-	int i;
+	__u32 off = 0, i;
 
-	/* Each step consumes a mark byte or a run of body bytes, so the number
-	 * of steps is bounded by 5 per fragment; bounding it keeps BPF happy
-	 * and is invisible to callers, who call again with the rest. */
-	for (i = 0; i < RM_BPF_MAX_STEPS * 5; i++) {
+	for (i = 0; i < RM_FEED_STEPS; i++) {
 		if (off >= len)
 			break;
 		if (!p->in_body) {
-			p->mark = (p->mark << 8) | b[off];
+			p->mark = (p->mark << 8) | b[PIDX(off)];
 			off++;
 			p->mark_have++;
 			if (p->mark_have < RPC_MARK_LEN)
@@ -445,7 +465,7 @@ RPCTLS_INLINE bool tls_is_client_hello(const __u8 *b, __u32 len)
  * its header is complete. Header bytes may arrive one at a time.
  */
 struct tls_framer {
-	__u8 hdr[TLS_HDR_LEN];
+	__u8 hdr[8];		/* TLS_HDR_LEN used; 8 for a maskable index */
 	__u32 have;		/* header bytes gathered */
 	__u32 body_left;	/* body bytes still to pass */
 	struct tls_hdr cur;	/* header of the record being passed */
@@ -472,13 +492,14 @@ RPCTLS_INLINE int tls_framer_feed(struct tls_framer *f, const __u8 *b, __u32 len
 	int i;
 
 	*hdr_status = TLS_HDR_OK;
-	for (i = 0; i < TLS_HDR_LEN + 1; i++) {
+	for (i = 0; i < (int)TLS_HDR_LEN + 1; i++) {
 		__u32 have = f->have;
 
 		if (have < TLS_HDR_LEN) {
 			if (off >= len)
 				break;
-			f->hdr[have] = b[off];
+			PHIDE(have);
+			f->hdr[have & 7] = b[PIDX(off)];
 			f->have = ++have;
 			off++;
 			if (have == TLS_HDR_LEN) {
