@@ -32,6 +32,8 @@ static void usage(void)
 		"  detach CGROUP                                         detach from it\n"
 		"  status                      what is attached where, programs, maps, counters\n"
 		"  conns                       connections, their phase and TLS parameters\n"
+		"  run [-c FILE] [--check]     the controller daemon, in the foreground\n"
+		"  probe HOST[:PORT] [...]     ask an RPC server whether it speaks RPC-with-TLS\n"
 		"  version                     versions of rpctls, libbpf and OpenSSL\n"
 		"  help                        this text; `rpctls COMMAND help` for a command\n"
 		"\n"
@@ -114,6 +116,8 @@ static const struct cmd commands[] = {
 	{ "detach", do_detach },
 	{ "status", do_status },
 	{ "conns", do_conns },
+	{ "run", do_run },
+	{ "probe", do_probe },
 	{ "version", do_version },
 	{ "help", do_help },
 	{ NULL, NULL },

@@ -2,7 +2,8 @@
 """Small TCP peers for the shell tests: real sockets, nothing mocked.
 
   tcpeer.py echo PORT [--host H] [--ready FILE]
-      accept connections forever; echo every byte back on each
+      accept connections forever; echo every byte back on each (waiting in
+      select() before each read, as RPC servers do)
   tcpeer.py talk HOST PORT HEX... [--hold SECS] [--gap SECS]
       connect, then for each HEX: send it and print what comes back (hex),
       one line per exchange; "-" if nothing came within 2 s, "EOF" at end of
@@ -33,12 +34,22 @@ def echo(args):
         open(args[args.index("--ready") + 1], "w").write(str(os.getpid()))
 
     def serve(c):
+        # Wait in poll before each read, as RPC servers (libtirpc, ntirpc)
+        # do: a reader blocked in recv() meets the sockhash's spurious
+        # EAGAIN, and rpctls refuses to hand over under it.
+        c.setblocking(False)
         try:
             while True:
-                d = c.recv(65536)
+                select.select([c], [], [])
+                try:
+                    d = c.recv(65536)
+                except BlockingIOError:
+                    continue
                 if not d:
                     break
+                c.setblocking(True)
                 c.sendall(d)
+                c.setblocking(False)
         except OSError:
             pass
         c.close()

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The controller daemon (rpctls run): its state and the parts of it. */
+#ifndef RPCTLS_DAEMON_H
+#define RPCTLS_DAEMON_H
+
+#include <openssl/ssl.h>
+
+#include "rpctls.h"
+#include "rpctls/parse.h"
+
+/* What the controller does with a connection right now. */
+enum cx_state {
+	CX_NEW = 0,	/* known; BPF is watching it */
+	CX_PROBE,	/* server: gathering the AUTH_TLS probe */
+	CX_LOOKUP,	/* waiting to find the application's descriptor */
+	CX_QUEUED,	/* waiting for a handshake slot */
+	CX_HANDSHAKE,	/* TLS handshake running */
+	CX_DONE,	/* on kTLS, or left in clear text: nothing more to do */
+};
+
+struct cx {
+	uint64_t cookie;
+	struct cx *next;		/* hash chain */
+	uint8_t role, policy;
+	int state;
+	char name[128];			/* "peer -> local" for logs */
+	uint64_t t_new, t_start, deadline;
+	uint64_t retry_at;		/* next SSL_accept attempt */
+	uint32_t retry_ms;
+	/* server: the probe */
+	uint8_t probe[RPC_MARK_LEN + RPC_CALL_HDR_LEN + RPC_MAX_AUTH_BYTES * 2 + 16];
+	uint32_t probe_len;
+	int probe_verdict;
+	struct rpc_call_hdr call;
+	/* the application's socket */
+	pid_t pid;
+	int app_fd;
+	char comm[16];
+	int fd;				/* our duplicate, -1 when none */
+	int saved_lowat;
+	bool lowat_raised, filter_on, in_slot;
+	bool closing;			/* refused: close once the descriptor is found */
+	SSL *ssl;
+};
+
+struct daemon {
+	struct conf conf;
+	struct rpctls_fds fds;
+	struct ring_buffer *rb;
+	int epfd, sigfd;
+	SSL_CTX *srv_ctx;
+	struct cx *tab[4096];
+	int n_cx;
+	int n_handshakes;		/* in a slot */
+	bool stopping;
+	bool lookup_pending;		/* some cx waits for its descriptor */
+	bool dequeue;			/* a handshake slot was freed */
+	uint64_t next_heartbeat;
+	uint64_t last_scan;
+};
+
+/* cx table (run.c) */
+struct cx *cx_find(struct daemon *d, uint64_t cookie);
+struct cx *cx_add(struct daemon *d, uint64_t cookie);
+void cx_free(struct daemon *d, struct cx *c);
+void cx_set_phase(struct daemon *d, struct cx *c, int phase);
+void cx_close(struct daemon *d, struct cx *c);
+/* End a connection with a logged reason; counts it. */
+void cx_refuse(struct daemon *d, struct cx *c, int reason, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Find the descriptors of every connection waiting in CX_LOOKUP. */
+void cx_lookup_all(struct daemon *d);
+
+/* server role (server.c) */
+void srv_on_new(struct daemon *d, struct cx *c);
+void srv_on_data(struct daemon *d, struct cx *c, const uint8_t *data, uint32_t len);
+void srv_on_fd(struct daemon *d, struct cx *c);		/* descriptor found */
+void srv_on_wake(struct daemon *d, struct cx *c);	/* bytes arrived, or a retry is due */
+void srv_on_timeout(struct daemon *d, struct cx *c);
+void srv_slot_freed(struct daemon *d);
+
+/* TLS contexts (tlsctx.c) */
+SSL_CTX *tls_server_ctx(const struct conf *c);	/* NULL: reported as FILE:LINE */
+BIO *fd_bio_new(int fd);			/* nonblocking send/recv, never read()/write() */
+/* Peer certificate: CONN_F_* flags and a printable subject. */
+uint32_t tls_peer_info(SSL *ssl, char *subject, size_t len);
+const char *tls_err_string(void);
+
+/* sockets (sock.c) */
+int sock_take(pid_t pid, int fd);
+uint64_t sock_cookie(int fd);
+void sock_close_clean(int fd, int lowat);
+bool sock_blocked_reader(pid_t pid, const int *fds, int nfds);
+int cg_dir_of(pid_t pid, char *buf, size_t len);
+int cg_freeze(const char *dir, bool on, int timeout_ms);
+
+#endif
