@@ -32,7 +32,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -Wall -Wextra -Wno-unused-parameter -Wshadow -std=gnu11 -D_GNU_SOURCE \
              -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
              -DRPCTLS_VERSION='"$(VERSION)"' -DRPCTLS_GITREV='"$(GITREV)"' $(INCLUDES)
-LDLIBS    += -lbpf -lssl -lcrypto -lelf -lz
+LDLIBS    += -lbpf -lssl -lcrypto -lelf -lz -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wno-unused-function $(INCLUDES)
 
 HDRS      := $(wildcard include/rpctls/*.h)
@@ -59,7 +59,7 @@ $(DEPS_STAMP): scripts/deps.sh
 $(BUILD)/bpf $(BUILD)/skel $(BUILD)/ctl $(BUILD)/tests:
 	$(Q)mkdir -p $@
 
-$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(HDRS) vmlinux.h | $(BUILD)/bpf $(DEPS_STAMP)
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(HDRS) $(wildcard bpf/*.h) vmlinux.h | $(BUILD)/bpf $(DEPS_STAMP)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -95,12 +95,14 @@ bench: all
 install: $(BUILD)/rpctls
 	install -D -m 0755 $(BUILD)/rpctls $(DESTDIR)$(PREFIX)/sbin/rpctls
 	install -D -m 0644 $(BUILD)/bpf/rpctls.bpf.o $(DESTDIR)$(PREFIX)/lib/rpctls/rpctls.bpf.o
+	install -D -m 0644 $(BUILD)/bpf/guard.bpf.o $(DESTDIR)$(PREFIX)/lib/rpctls/guard.bpf.o
 	install -D -m 0644 docs/rpctls.8 $(DESTDIR)$(PREFIX)/share/man/man8/rpctls.8
 	install -D -m 0644 docs/rpctls.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/rpctls.conf.5
 	install -D -m 0644 docs/rpctls.conf.example $(DESTDIR)$(PREFIX)/share/doc/rpctls/rpctls.conf.example
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/rpctls $(DESTDIR)$(PREFIX)/lib/rpctls/rpctls.bpf.o \
+	      $(DESTDIR)$(PREFIX)/lib/rpctls/guard.bpf.o \
 	      $(DESTDIR)$(PREFIX)/share/man/man8/rpctls.8 $(DESTDIR)$(PREFIX)/share/man/man5/rpctls.conf.5 \
 	      $(DESTDIR)$(PREFIX)/share/doc/rpctls/rpctls.conf.example
 

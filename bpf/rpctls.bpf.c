@@ -20,9 +20,12 @@
 
 #include "rpctls/parse.h"
 #include "rpctls/shared.h"
+#include "maps.h"
 
 #define AF_INET		2
 #define AF_INET6	10
+#define SOL_SOCKET	1
+#define SO_RCVLOWAT	18
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,21 +37,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } sockets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, RPCTLS_MAX_CONNS);
-	__type(key, __u64);
-	__type(value, struct conn);
-} conns SEC(".maps");
-
-/* sk_msg cannot ask for a socket's cookie: it finds it here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u64);
-} sk_cookie SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -64,13 +52,6 @@ struct {
 	__type(key, struct dest_key);
 	__type(value, struct dest_policy);
 } cli_dests SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ctl_state);
-} ctl SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -225,6 +206,25 @@ static __always_inline void track(struct bpf_sock_ops *skops, __u8 role)
 	if (role == RPCTLS_ROLE_SERVER) {
 		c.policy = server_policy(c.lport);
 		c.phase = PH_AWAIT_PROBE;
+		/*
+		 * Blind the socket until the controller has seen the
+		 * application accept it: bytes that arrive before accept()
+		 * wait in the TCP queue (the verdict cannot run without a
+		 * struct socket), and if the application's own recv() made
+		 * the verdict consume them, 6.1's tcp_bpf_recvmsg_parser would
+		 * put copied_seq back and wedge the stream. With SO_RCVLOWAT
+		 * at its maximum nobody reads and nothing runs; the controller
+		 * lowers it after accept(), which runs the verdict on what
+		 * waited. Without a controller nobody would lower it: blind
+		 * only where TLS is required (then nothing may pass anyway).
+		 */
+		if (c.policy != RPCTLS_POLICY_NONE &&
+		    (controller_alive() || c.policy == RPCTLS_POLICY_REQUIRED)) {
+			int max = 0x7fffffff;
+
+			if (!bpf_setsockopt(skops, SOL_SOCKET, SO_RCVLOWAT, &max, sizeof(max)))
+				c.flags |= CONN_F_BLIND;
+		}
 	} else {
 		c.policy = client_policy(c.raddr, c.rport);
 		c.phase = PH_HOLD;
@@ -387,27 +387,6 @@ static __always_inline int refuse(struct conn *c, __u64 cookie, __u8 reason)
 	return SK_DROP;
 }
 
-/*
- * Answer a probe when no controller is there to do TLS (policy optional):
- * the empty AUTH_NONE verifier tells the client to go on in clear text. The
- * probe skb becomes the reply and is sent back out of the same socket.
- */
-static __always_inline int answer_no_tls(struct __sk_buff *skb, __u64 cookie)
-{
-	__u8 reply[RPC_PROBE_REPLY_MAX];
-	__u8 hdr[8];
-	__u32 n;
-
-	if (bpf_skb_load_bytes(skb, 0, hdr, sizeof(hdr)))
-		return SK_DROP;
-	n = rpc_build_probe_reply(reply, get_be32(hdr + 4), RPC_ANSWER_NO_TLS);
-	if (n > sizeof(reply) || bpf_skb_change_tail(skb, n, 0))
-		return SK_DROP;
-	if (bpf_skb_store_bytes(skb, 0, reply, RPC_MARK_LEN + 24, 0))
-		return SK_DROP;
-	return bpf_sk_redirect_hash(skb, &sockets, &cookie, 0);
-}
-
 /* Server connection, nothing seen yet: probe, plain call, or refuse. */
 static __always_inline int first_bytes(struct __sk_buff *skb, struct conn *c, __u64 cookie)
 {
@@ -424,13 +403,11 @@ static __always_inline int first_bytes(struct __sk_buff *skb, struct conn *c, __
 		if (!controller_alive()) {
 			if (c->policy == RPCTLS_POLICY_REQUIRED)
 				return refuse(c, cookie, RS_NO_CONTROLLER);
+			/* The application answers: AUTH_ERROR, "no TLS here"
+			 * (RFC 9289 section 4.1). Passing is the one verdict
+			 * that is safe here: see "pre-accept" in docs/design.md. */
 			c->phase = PH_PLAIN;
 			stat_add(ST_PLAIN, 1);
-			/* Only a probe that is alone in its skb can be
-			 * answered in place; else the application sees it
-			 * and answers AUTH_ERROR, which means "no TLS" too. */
-			if (skb->len == RPC_PROBE_LEN)
-				return answer_no_tls(skb, cookie);
 			return SK_PASS;
 		}
 		c->phase = PH_PROBE;

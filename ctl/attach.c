@@ -16,6 +16,36 @@ static void link_pin_path(char *buf, size_t len, uint64_t cgid)
 	snprintf(buf, len, RPCTLS_PIN_LINKS "/cgroup-%llu", (unsigned long long)cgid);
 }
 
+static void guard_pin_path(char *buf, size_t len, uint64_t cgid)
+{
+	snprintf(buf, len, RPCTLS_PIN_LINKS "/cgroup-%llu-guard", (unsigned long long)cgid);
+}
+
+/* The read guard (BPF LSM) of the cgroup, where the kernel has it. */
+static int attach_guard(const struct rpctls_fds *fds, int cgfd, uint64_t cgid, const char *cgpath)
+{
+	char pin[256];
+	int fd;
+
+	if (fds->prog_guard < 0)
+		return 0;
+	guard_pin_path(pin, sizeof(pin), cgid);
+	if (access(pin, F_OK) == 0)
+		return 0;
+	fd = bpf_link_create(fds->prog_guard, cgfd, BPF_LSM_CGROUP, NULL);
+	if (fd < 0) {
+		warning("%s: cannot attach the read guard (%s): server handshakes go on without it", cgpath,
+			strerror(errno));
+		return 0;
+	}
+	if (bpf_obj_pin(fd, pin)) {
+		close(fd);
+		return error("cannot pin %s: %s", pin, strerror(errno));
+	}
+	close(fd);
+	return 0;
+}
+
 static int prog_id_of(int fd)
 {
 	struct bpf_prog_info info = {};
@@ -163,6 +193,8 @@ int do_attach(int argc, char **argv)
 		}
 		close(link_fd);
 	}
+	if (attach_guard(&fds, cgfd, cgid, cgpath))
+		goto out_fds;
 	ca.role = (uint32_t)role;
 	ca.attached_ns = now_real_ns();
 	if (!realpath(cgpath, rp) || strlen(rp) >= sizeof(ca.path)) {
@@ -273,6 +305,8 @@ int do_detach(int argc, char **argv)
 	link_pin_path(pin, sizeof(pin), cgid);
 	if (unlink(pin) == 0)
 		found = 1;
+	guard_pin_path(pin, sizeof(pin), cgid);
+	unlink(pin);
 	found += detach_legacy(&fds, cgfd);
 	if (bpf_map_delete_elem(fds.attached, &cgid) == 0)
 		found = found ? found : 1;

@@ -17,6 +17,7 @@
 
 #include "rpctls.h"
 #include "rpctls.skel.h"
+#include "guard.skel.h"
 
 const char *const role_names[4] = { "none", "server", "client", "both" };
 
@@ -174,6 +175,7 @@ static const struct pin prog_pins[] = {
 	{ "msg_verdict", offsetof(struct rpctls_fds, prog_msg) },
 	{ "iter_sockfd", offsetof(struct rpctls_fds, prog_iter) },
 	{ "rx_notify", offsetof(struct rpctls_fds, prog_rx_notify) },
+	{ "recv_guard", offsetof(struct rpctls_fds, prog_guard) },	/* optional: guard.bpf.o */
 };
 
 #define FD_AT(fds, off) (*(int *)((char *)(fds) + (off)))
@@ -221,6 +223,9 @@ int bpf_open_pinned(struct rpctls_fds *fds)
 	for (size_t i = 0; i < ARRAY_SIZE(prog_pins); i++) {
 		snprintf(path, sizeof(path), RPCTLS_PIN_PROGS "/%s", prog_pins[i].name);
 		FD_AT(fds, prog_pins[i].off) = bpf_obj_get(path);
+		if (FD_AT(fds, prog_pins[i].off) < 0 && errno == ENOENT &&
+		    &FD_AT(fds, prog_pins[i].off) == &fds->prog_guard)
+			continue;
 		if (FD_AT(fds, prog_pins[i].off) < 0) {
 			int e = errno;
 
@@ -261,6 +266,29 @@ void bpf_unpin_all(void)
 	rmdir(RPCTLS_PIN_PROGS);
 	rmdir(RPCTLS_PIN_LINKS);
 	rmdir(RPCTLS_PIN_DIR);
+}
+
+/*
+ * The read guard (guard.bpf.o, a BPF LSM program) on the maps of @core. Some
+ * kernels refuse BPF LSM programs: rpctls then works without it, and says so.
+ */
+static void load_guard(struct bpf_object *core)
+{
+	static const char *const shared[] = { "conns", "sk_cookie", "ctl" };
+	struct guard_bpf *g = guard_bpf__open();
+	int err = g ? 0 : -errno;
+
+	for (size_t i = 0; !err && i < ARRAY_SIZE(shared); i++)
+		err = bpf_map__reuse_fd(bpf_object__find_map_by_name(g->obj, shared[i]),
+					bpf_map__fd(bpf_object__find_map_by_name(core, shared[i])));
+	if (!err)
+		err = guard_bpf__load(g);
+	if (!err)
+		err = bpf_program__pin(g->progs.recv_guard, RPCTLS_PIN_PROGS "/recv_guard");
+	if (err)
+		warning("the kernel refuses the read guard (a BPF LSM program: %s); server handshakes go on "
+			"without it, see LIMITATIONS in rpctls(8)", strerror(-err));
+	guard_bpf__destroy(g);
 }
 
 /*
@@ -349,6 +377,8 @@ int bpf_load_and_pin(void)
 			goto fail;
 		}
 	}
+	if (!file)
+		load_guard(obj);
 	err = 0;
 	goto out;
 fail:

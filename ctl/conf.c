@@ -33,6 +33,7 @@ void conf_defaults(struct conf *c)
 	snprintf(c->ciphersuites, sizeof(c->ciphersuites), "%s:%s:%s", ktls_suites[0], ktls_suites[1],
 		 ktls_suites[2]);
 	c->hs_timeout_ms = 10000;
+	c->queue_timeout_ms = 30000;
 	c->max_handshakes = 64;
 }
 
@@ -309,6 +310,8 @@ static int keyval(struct ctx *x, const char *k, char *v)
 			return parse_suites(x, v);
 		if (!strcmp(k, "handshake_timeout"))
 			return parse_duration(x, k, v, &c->hs_timeout_ms);
+		if (!strcmp(k, "queue_timeout"))
+			return parse_duration(x, k, v, &c->queue_timeout_ms);
 		if (!strcmp(k, "max_handshakes"))
 			return parse_uint(x, k, v, 1, 65536, &c->max_handshakes);
 		break;

@@ -40,6 +40,7 @@ struct cx {
 	int saved_lowat;
 	bool lowat_raised, filter_on, in_slot;
 	bool closing;			/* refused: close once the descriptor is found */
+	bool kick;			/* blind: lower SO_RCVLOWAT once accepted */
 	SSL *ssl;
 };
 
@@ -55,7 +56,6 @@ struct daemon {
 	bool stopping;
 	bool lookup_pending;		/* some cx waits for its descriptor */
 	bool dequeue;			/* a handshake slot was freed */
-	uint64_t next_heartbeat;
 	uint64_t last_scan;
 };
 
@@ -73,6 +73,7 @@ void cx_lookup_all(struct daemon *d);
 
 /* server role (server.c) */
 void srv_on_new(struct daemon *d, struct cx *c);
+void srv_kick(struct daemon *d, struct cx *c);		/* accepted: let BPF see the bytes */
 void srv_on_data(struct daemon *d, struct cx *c, const uint8_t *data, uint32_t len);
 void srv_on_fd(struct daemon *d, struct cx *c);		/* descriptor found */
 void srv_on_wake(struct daemon *d, struct cx *c);	/* bytes arrived, or a retry is due */

@@ -77,6 +77,7 @@ struct rpctls_fds {
 	int sockets, conns, sk_cookie, srv_ports, cli_dests, ctl, attached, stats, events;
 	int prog_sockops[4];	/* indexed by enum rpctls_role */
 	int prog_skb, prog_msg, prog_iter, prog_rx_notify;
+	int prog_guard;		/* -1 where the kernel refuses BPF LSM programs */
 };
 
 extern const char *const role_names[4];
@@ -144,6 +145,7 @@ struct conf {
 	int client_cert;		/* enum client_cert_mode */
 	char ciphersuites[256];
 	uint32_t hs_timeout_ms;
+	uint32_t queue_timeout_ms;	/* waiting for accept() or a handshake slot */
 	uint32_t max_handshakes;
 	/* [client] */
 	struct conf_path cli_ca, cli_cert, cli_key, cli_crl;

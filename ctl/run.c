@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,8 @@ void cx_lookup_all(struct daemon *d)
 			}
 			if (c->closing)
 				cx_close(d, c);
+			else if (c->kick)
+				srv_kick(d, c);
 			else
 				srv_on_fd(d, c);
 		}
@@ -216,7 +219,15 @@ static int on_event(void *ctx, void *data, size_t size)
 			srv_on_data(d, c, (const uint8_t *)(e + 1), e->len);
 		break;
 	case EV_REFUSE:
-		c = cx_add(d, e->cookie);
+		c = cx_find(d, e->cookie);
+		if (!c) {
+			struct conn info;
+
+			/* Gone already (closed at the kick), or never seen. */
+			if (bpf_map_lookup_elem(d->fds.conns, &e->cookie, &info) || info.phase != PH_REFUSED)
+				break;
+			c = cx_add(d, e->cookie);
+		}
 		if (!c)
 			break;
 		log_warn("%s: refused (%s): the application never saw its data", c->name,
@@ -226,9 +237,11 @@ static int on_event(void *ctx, void *data, size_t size)
 	case EV_STATE:
 		c = cx_find(d, e->cookie);
 		if (c && e->arg == BPF_TCP_CLOSE) {
-			if (c->state != CX_DONE)
-				log_info("%s: closed by the peer or the application during the %s",
-					 c->name, c->state == CX_HANDSHAKE ? "handshake" : "BPF phase");
+			if (c->state == CX_HANDSHAKE || c->state == CX_QUEUED || c->state == CX_LOOKUP)
+				log_info("%s: closed by the peer or the application while %s", c->name,
+					 c->state == CX_HANDSHAKE ? "in the handshake" : "waiting");
+			else
+				log_debug("%s: closed", c->name);
 			cx_free(d, c);
 		}
 		break;
@@ -251,17 +264,33 @@ static void heartbeat(struct daemon *d, bool alive)
 	cs.abi = RPCTLS_ABI;
 	cs.ctl_tgid = alive ? (uint32_t)getpid() : 0;
 	cs.heartbeat_ns = now_mono_ns();
+	if (!cs.start_ns)
+		cs.start_ns = cs.heartbeat_ns;
 	bpf_map_update_elem(d->fds.ctl, &zero, &cs, BPF_ANY);
-	d->next_heartbeat = now_mono_ns() + 1000000000ull;
+}
+
+/*
+ * The heartbeat tells BPF that a controller will answer probes. It beats
+ * from a thread of its own: a burst of handshakes can keep the event loop
+ * busy for seconds, and a probe that waits is better than one that BPF
+ * answers "no TLS" for want of a heartbeat.
+ */
+static void *heartbeat_thread(void *arg)
+{
+	struct daemon *d = arg;
+
+	while (!__atomic_load_n(&d->stopping, __ATOMIC_RELAXED)) {
+		heartbeat(d, true);
+		usleep(500000);
+	}
+	return NULL;
 }
 
 /* Deadlines and retries; returns the epoll timeout in ms. */
 static int timers(struct daemon *d)
 {
-	uint64_t now = now_mono_ns(), next = d->next_heartbeat;
+	uint64_t now = now_mono_ns(), next = now + 1000000000ull;
 
-	if (now >= d->next_heartbeat)
-		heartbeat(d, true);
 	if (d->lookup_pending && now - d->last_scan >= 5000000ull)
 		cx_lookup_all(d);
 	for (int i = 0; i < 4096; i++) {
@@ -322,6 +351,7 @@ int do_run(int argc, char **argv)
 	struct epoll_event ev;
 	struct rlimit rl = { 65536, 65536 };
 	sigset_t mask;
+	pthread_t hb;
 	bool check_only = false;
 	int c, r, lock;
 
@@ -396,6 +426,8 @@ int do_run(int argc, char **argv)
 	}
 	heartbeat(d, true);
 	close(lock);
+	if (pthread_create(&hb, NULL, heartbeat_thread, d))
+		return error("cannot start the heartbeat: %s", strerror(errno)), 1;
 
 	setrlimit(RLIMIT_NOFILE, &rl);
 	sigemptyset(&mask);
@@ -414,6 +446,9 @@ int do_run(int argc, char **argv)
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 2 };
 	epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sigfd, &ev);
 
+	if (d->fds.prog_guard < 0)
+		log_warn("no read guard on this kernel (BPF LSM refused): an application that reads without "
+			 "waiting for readiness can take handshake bytes; see LIMITATIONS in rpctls(8)");
 	log_info("controller started, pid %d, configuration %s: %d served port(s), policy %s, %s", getpid(),
 		 d->conf.path, d->conf.n_srv_ports,
 		 d->conf.srv_policy == RPCTLS_POLICY_REQUIRED ? "required" : "optional",
@@ -437,7 +472,7 @@ int do_run(int argc, char **argv)
 					if (si.ssi_signo == SIGHUP)
 						log_info("SIGHUP: reload comes with the lifecycle work; ignored");
 					else
-						d->stopping = true;
+						__atomic_store_n(&d->stopping, true, __ATOMIC_RELAXED);
 				}
 			}
 		}
@@ -449,6 +484,8 @@ int do_run(int argc, char **argv)
 		}
 	}
 	log_info("controller stopping");
+	__atomic_store_n(&d->stopping, true, __ATOMIC_RELAXED);
+	pthread_join(hb, NULL);
 	heartbeat(d, false);
 	/* Handshakes cannot go on without us: end them cleanly. */
 	for (int i = 0; i < 4096; i++)

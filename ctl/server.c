@@ -39,15 +39,70 @@
  * kernel caps this at tcp_rmem[2]/2). */
 #define HIDE_LOWAT (1 << 20)
 
-void srv_on_new(struct daemon *d, struct cx *c)
-{
-	log_debug("%s: new server connection, policy %s", c->name,
-		  c->policy == RPCTLS_POLICY_REQUIRED ? "required" : "optional");
-}
-
 static uint64_t hs_timeout_ns(struct daemon *d)
 {
 	return (uint64_t)d->conf.hs_timeout_ms * 1000000ull;
+}
+
+void srv_on_new(struct daemon *d, struct cx *c)
+{
+	struct conn info;
+
+	log_debug("%s: new server connection, policy %s", c->name,
+		  c->policy == RPCTLS_POLICY_REQUIRED ? "required" : "optional");
+	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info) || !(info.flags & CONN_F_BLIND))
+		return;
+	/* BPF blinded it at establishment (see sockops): once the
+	 * application has accepted it, lower SO_RCVLOWAT. */
+	c->kick = true;
+	c->state = CX_LOOKUP;
+	c->deadline = now_mono_ns() + (uint64_t)d->conf.queue_timeout_ms * 1000000ull;
+	d->lookup_pending = true;
+}
+
+/*
+ * The application has accepted the connection (we hold its descriptor): put
+ * SO_RCVLOWAT back where the application had it. tcp_set_rcvlowat() then
+ * runs the verdict on the bytes that waited, now that the socket has its
+ * struct socket: a probe comes to us (EV_DATA), a plain call goes to the
+ * application, a refused connection is closed here.
+ */
+void srv_kick(struct daemon *d, struct cx *c)
+{
+	struct conn info;
+	socklen_t len = sizeof(int);
+	int cur = 1;
+
+	c->kick = false;
+	getsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &cur, &len);
+	if (cur >= HIDE_LOWAT || cur < 1)	/* ours, not one the application set */
+		cur = 1;
+	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info) == 0) {
+		info.flags &= ~CONN_F_BLIND;
+		info.pid = (uint32_t)c->pid;
+		bpf_map_update_elem(d->fds.conns, &c->cookie, &info, BPF_EXIST);
+	}
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &cur, sizeof(cur));
+	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info)) {
+		cx_close(d, c);		/* closed meanwhile */
+		return;
+	}
+	log_debug("%s: accepted by pid %d (%s), %s", c->name, c->pid, c->comm, phase_names[info.phase]);
+	switch (info.phase) {
+	case PH_REFUSED:
+		cx_refuse(d, c, info.reason, "pid %d (%s): the application never saw its data", c->pid, c->comm);
+		return;
+	case PH_PROBE:
+		/* The probe is on its way to us: keep the descriptor. */
+		c->state = CX_PROBE;
+		c->deadline = now_mono_ns() + hs_timeout_ns(d);
+		return;
+	default:
+		close(c->fd);
+		c->fd = -1;
+		c->deadline = 0;
+		c->state = info.phase == PH_AWAIT_PROBE ? CX_NEW : CX_DONE;
+	}
 }
 
 /* Gather the probe record; judge it when it is whole. */
@@ -101,7 +156,12 @@ void srv_on_data(struct daemon *d, struct cx *c, const uint8_t *data, uint32_t l
 	}
 	log_debug("%s: AUTH_TLS probe xid %#x prog %u vers %u: %s", c->name, c->call.xid, c->call.prog,
 		  c->call.vers, c->probe_verdict == RPC_PROBE_OK ? "valid" : "refused");
+	if (c->fd >= 0) {	/* still held since the kick */
+		srv_on_fd(d, c);
+		return;
+	}
 	c->state = CX_LOOKUP;
+	c->deadline = now_mono_ns() + (uint64_t)d->conf.queue_timeout_ms * 1000000ull;
 	d->lookup_pending = true;
 	cx_lookup_all(d);
 }
@@ -168,6 +228,7 @@ void srv_on_fd(struct daemon *d, struct cx *c)
 	}
 	if (d->n_handshakes >= (int)d->conf.max_handshakes) {
 		c->state = CX_QUEUED;
+		c->deadline = now_mono_ns() + (uint64_t)d->conf.queue_timeout_ms * 1000000ull;
 		log_debug("%s: queued, %d handshakes running", c->name, d->n_handshakes);
 		return;
 	}
@@ -185,11 +246,13 @@ void srv_slot_freed(struct daemon *d)
 			}
 }
 
+/* A thread asleep in read() on a blocking socket (a non-blocking one
+ * never sleeps there). */
 static bool blocked_reader(struct cx *c)
 {
-	int fds[1] = { c->app_fd };
+	int fds[1] = { c->app_fd }, fl = fcntl(c->fd, F_GETFL);
 
-	return sock_blocked_reader(c->pid, fds, 1);
+	return fl >= 0 && !(fl & O_NONBLOCK) && sock_blocked_reader(c->pid, fds, 1);
 }
 
 static void start_handshake(struct daemon *d, struct cx *c)
@@ -204,7 +267,7 @@ static void start_handshake(struct daemon *d, struct cx *c)
 	c->deadline = c->t_start + hs_timeout_ns(d);
 
 	/* A thread asleep in read() on the socket would keep the psock alive
-	 * (TLS setup then fails) and would be handed the ClientHello. */
+	 * (TLS setup then fails) and could take the ClientHello when woken. */
 	if (blocked_reader(c)) {
 		if (c->policy == RPCTLS_POLICY_REQUIRED)
 			cx_refuse(d, c, RS_HANDOVER, "pid %d (%s) has a thread blocked in read() on the socket",
@@ -286,6 +349,9 @@ static int handover(struct daemon *d, struct cx *c, const char **why)
 		return -1;
 	}
 	ktls_forget(c->ssl);
+	/* The guard lets the application read again: through kTLS now. Then
+	 * SO_RCVLOWAT back, which wakes it for what waited in the queue. */
+	cx_set_phase(d, c, PH_KTLS);
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &c->saved_lowat, sizeof(c->saved_lowat));
 	c->lowat_raised = false;
 	if (frozen)
@@ -372,7 +438,8 @@ void srv_on_timeout(struct daemon *d, struct cx *c)
 {
 	if (c->state == CX_HANDSHAKE)
 		stat_bump(ST_HS_FAILED, 1);
-	cx_refuse(d, c, RS_TIMEOUT, "no progress in %u ms (%s)", d->conf.hs_timeout_ms,
+	cx_refuse(d, c, RS_TIMEOUT, "no progress in %u ms (%s)",
+		  c->state == CX_LOOKUP || c->state == CX_QUEUED ? d->conf.queue_timeout_ms : d->conf.hs_timeout_ms,
 		  c->state == CX_PROBE ? "probe incomplete" :
 		  c->state == CX_LOOKUP ? "application never accepted the connection" :
 		  c->state == CX_QUEUED ? "waiting for a handshake slot" : "handshake");

@@ -161,6 +161,20 @@ bool sock_blocked_reader(pid_t pid, const int *fds, int nfds)
 
 		if (de->d_name[0] == '.')
 			continue;
+		/* Asleep (S or D), not just passing through a syscall. */
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat", pid, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (!fgets(line, sizeof(line), f) || !strstr(line, ") S ")) {
+			bool d_state = strstr(line, ") D ") != NULL;
+
+			fclose(f);
+			if (!d_state)
+				continue;
+		} else {
+			fclose(f);
+		}
 		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/syscall", pid, de->d_name);
 		f = fopen(path, "re");
 		if (!f)

@@ -204,6 +204,7 @@ int do_status(int argc, char **argv)
 	show_prog(w, "msg_verdict", fds.prog_msg);
 	show_prog(w, "iter_sockfd", fds.prog_iter);
 	show_prog(w, "rx_notify", fds.prog_rx_notify);
+	show_prog(w, "recv_guard", fds.prog_guard);
 	if (w) {
 		jw_arr_end(w);
 		jw_key(w, "maps");

@@ -23,7 +23,7 @@ run() {
 	"$@" > "$log" 2>&1
 	rc=$?
 	if grep -q '^\(PASS\|FAIL\): ' "$log"; then
-		grep '^\(PASS\|FAIL\): ' "$log" | sed -E "s#^(PASS|FAIL): #\1: $tier/$name/#"
+		grep '^\(PASS\|FAIL\|SKIP\): ' "$log" | sed -E "s#^(PASS|FAIL|SKIP): #\1: $tier/$name/#"
 		if [ $rc != 0 ] && ! grep -q '^FAIL: ' "$log"; then
 			echo "FAIL: $tier/$name: exit status $rc without a failing check (log: $log)"
 		fi

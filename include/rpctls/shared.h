@@ -69,6 +69,7 @@ enum rpctls_phase {
 #define CONN_F_ALPN		(1u << 4)	/* "sunrpc" negotiated */
 #define CONN_F_CTL_SEEN		(1u << 5)	/* the controller knows this one */
 #define CONN_F_IPV6		(1u << 6)
+#define CONN_F_BLIND		(1u << 7)	/* SO_RCVLOWAT raised at establishment */
 
 /* Key of the sockhash and of conns: the socket cookie. */
 struct conn {

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Small TCP peers for the shell tests: real sockets, nothing mocked.
 
-  tcpeer.py echo PORT [--host H] [--ready FILE]
+  tcpeer.py echo PORT [--host H] [--ready FILE] [--log FILE]
       accept connections forever; echo every byte back on each (waiting in
-      select() before each read, as RPC servers do)
+      select() before each read, as RPC servers do); --log appends every
+      chunk received, in hex, to FILE
   tcpeer.py talk HOST PORT HEX... [--hold SECS] [--gap SECS]
       connect, then for each HEX: send it and print what comes back (hex),
       one line per exchange; "-" if nothing came within 2 s, "EOF" at end of
@@ -32,6 +33,7 @@ def echo(args):
     s.listen(128)
     if "--ready" in args:
         open(args[args.index("--ready") + 1], "w").write(str(os.getpid()))
+    log = open(args[args.index("--log") + 1], "a") if "--log" in args else None
 
     def serve(c):
         # Wait in poll before each read, as RPC servers (libtirpc, ntirpc)
@@ -47,6 +49,9 @@ def echo(args):
                     continue
                 if not d:
                     break
+                if log:
+                    log.write(d.hex() + "\n")
+                    log.flush()
                 c.setblocking(True)
                 c.sendall(d)
                 c.setblocking(False)

@@ -1,0 +1,155 @@
+#!/bin/bash
+# The server role with unmodified Debian programs: rpcbind and NFS-Ganesha in
+# an attached cgroup on the server host, RFC 9289 clients on the client host,
+# the wire captured in between. See issue "Server role".
+. "$RPCTLS_TOP/selftests/lib/lib.sh"
+. "$RPCTLS_TOP/selftests/lib/env.sh"
+set -o pipefail
+trap env_down EXIT
+"$RPCTLS_TOP/selftests/lib/mkcerts.sh" "$PKI"
+rpctls_reset
+netns_down
+netns_up || { fail setup "cannot make the network namespaces"; exit 1; }
+cg=$(mk_cgroup srv)
+trap 'env_down; rm_cgroup "$cg"' EXIT
+echo_port=5000
+
+conf() { # POLICY [extra lines]
+	cat > "$WORK/rpctls.conf" <<-EOF
+		[server]
+		ports = 111, 2049, $echo_port
+		policy = $1
+		certificate = $PKI/server.pem
+		key = $PKI/server.key
+		handshake_timeout = 3s
+		queue_timeout = 60s
+		max_handshakes = 8
+		$2
+	EOF
+}
+conf optional
+check attach "$RPCTLS" attach "$cg" --role server -c "$WORK/rpctls.conf"
+start_rpcbind "$cg" || fail rpcbind "rpcbind did not come up"
+start_ganesha "$cg" || fail ganesha "NFS-Ganesha did not come up"
+bg echo in_ns_cg $NS_S "$cg" "$PY" "$RPCTLS_TOP/selftests/lib/tcpeer.py" echo $echo_port \
+	--ready "$WORK/echo.ready" --log "$WORK/echo.seen" > /dev/null
+wait_for 20 test -s "$WORK/echo.ready"
+start_ctl "$WORK/rpctls.conf" || fail controller "did not start"
+capture_start $NS_C veth-c "$WORK/server.pcap"
+
+C() { ip netns exec $NS_C "$@"; }
+rpcc() { C "$T/rpcc" "$@"; }
+tls=(--tls --ca "$PKI/ca.pem")
+stat_of() { "$RPCTLS" -j status | jget "d['counters']['$1']"; }
+
+# ---- RPC-with-TLS to unmodified rpcbind and NFS-Ganesha, IPv4 and IPv6 ----
+for a in $S4 $S6; do
+	v=$([ $a = $S4 ] && echo v4 || echo v6)
+	check "rpcbind-$v-dump" rpcc "${tls[@]}" --call pmap-dump $a 111
+	check "rpcbind-$v-getaddr" rpcc "${tls[@]}" --call rpcb-getaddr $a 111
+	check "ganesha-$v-nfs3-null" rpcc "${tls[@]}" --call nfs3-null $a 2049
+	check "ganesha-$v-nfs4-null" rpcc "${tls[@]}" --call nfs4-null $a 2049
+	check "ganesha-$v-nfs4-compound" rpcc "${tls[@]}" --call nfs4-getattr-root $a 2049
+done
+check rpctls-probe-dump C "$RPCTLS" probe $S4:111 --ca "$PKI/ca.pem" --calls 2 --dump
+check rpctls-probe-v6 C "$RPCTLS" probe "[$S6]:2049" --prog 100003 --vers 4 --ca "$PKI/ca.pem" --calls 1
+check logged-outcome ctl_logged "pid [0-9]+ \(rpcbind\): TLSv1.3 TLS_AES_[0-9]+_GCM_SHA[0-9]+, ALPN sunrpc, .* on kernel TLS"
+# A connection that stays: rpctls conns and the kernel's own view of it.
+rpcc "${tls[@]}" --call pmap-dump --hold 4 $S4 111 > /dev/null &
+held=$!
+wait_for 10 sh -c "'$RPCTLS' conns | grep -q ' ktls '"
+conns=$("$RPCTLS" -j conns)
+check conns-shows-ktls test "$(jget '[c["phase"] for c in d if c["comm"] == "rpcbind"][0]' <<<"$conns")" = ktls
+check conns-tls-details test "$(jget '[(c["tls_version"], c["alpn_sunrpc"], c["flags"]["handshake"]) for c in d if c["phase"] == "ktls"][0]' <<<"$conns")" = "('TLSv1.3', True, True)"
+check ktls-by-the-kernel sh -c "ip netns exec $NS_S ss -tni state established '( sport = :111 )' | grep -qi 'tls'"
+wait $held
+
+# Secrets in the calls never appear on the wire.
+check marker-call rpcc "${tls[@]}" --marker RPCTLS-SECRET-MARKER --count 3 $S4 111
+
+# ---- the races of the hand-over ----
+check first-call-with-finished rpcc "${tls[@]}" --coalesce --count 1 $S4 111
+check first-call-with-finished-then-more rpcc "${tls[@]}" --coalesce --count 8 $S4 2049 --call nfs4-null
+check pipelined-16 rpcc "${tls[@]}" --pipeline --count 16 $S4 111
+check pipelined-with-finished rpcc "${tls[@]}" --coalesce --pipeline --count 12 $S4 2049 --call nfs4-getattr-root
+h0=$(stat_of handovers_ktls)
+c0=$(stat_of handover_closed)
+out=$(rpcc "${tls[@]}" --conns 100 --count 3 --call pmap-dump $S4 111)
+h1=$(stat_of handovers_ktls)
+c1=$(stat_of handover_closed)
+echo "# 100 concurrent connections: $out; $((h1 - h0)) reached kTLS, $((c1 - c0)) closed at hand-over"
+check "concurrent-100 ($((h1 - h0)) on kTLS, $((c1 - c0)) closed at hand-over)" test "$out" = "ok 100 300"
+check concurrent-all-ktls test $((h1 - h0)) = 100
+
+# ---- another TLS library as the client ----
+check gnutls-client rpcc --gnutls --ca "$PKI/ca.pem" --count 3 --call pmap-dump $S4 111
+check gnutls-client-v6 rpcc --gnutls --ca "$PKI/ca.pem" --call nfs4-getattr-root $S6 2049
+
+# ---- policy optional: plain clients still work ----
+check optional-rpcinfo C rpcinfo -T tcp $S4 100000 4
+check optional-nfs-ls sh -c "ip netns exec $NS_C nfs-ls 'nfs://$S4/export?version=4' | grep -q hello.txt"
+check optional-plain-call rpcc --count 2 $S4 111
+
+capture_stop
+out=$("$PY" "$RPCTLS_TOP/selftests/lib/capcheck.py" "$WORK/server.pcap" 111 --forbid RPCTLS-SECRET-MARKER)
+rc=$?
+echo "$out" | tail -n 1 | sed 's/^/# capture port 111: /'
+check capture-111-tls-after-probe test $rc = 0
+out=$("$PY" "$RPCTLS_TOP/selftests/lib/capcheck.py" "$WORK/server.pcap" 2049)
+rc=$?
+echo "$out" | tail -n 1 | sed 's/^/# capture port 2049: /'
+check capture-2049-tls-after-probe test $rc = 0
+
+# ---- bad input: the RFC's answer or a clean close with a reason ----
+probe=80000028000000010000000000000002000186a000000004000000000000000700000000000000000000000000000000
+# A credential body: AUTH_BADCRED (MSG_DENIED, AUTH_ERROR, AUTH_BADCRED).
+out=$(rpcc --raw-first 80000030000000020000000000000002000186a0000000040000000000000007000000080101010101010101000000000000000000 $S4 111)
+check probe-credential-badcred test "$out" = 800000140000000200000001000000010000000100000001
+# Procedure 1 with AUTH_TLS: AUTH_REJECTEDCRED.
+out=$(rpcc --raw-first 80000028000000030000000000000002000186a000000004000000010000000700000000000000000000000000000000 $S4 111)
+check probe-procedure-rejectedcred test "$out" = 800000140000000300000001000000010000000100000002
+# A probe cut short: closed when the handshake timeout runs out.
+out=$(rpcc --raw-first "${probe:0:80}" $S4 111)
+check probe-truncated-closed test "$out" = EOF -o "$out" = RST
+check probe-truncated-logged ctl_logged "refused \(timeout\).*probe incomplete"
+# An oversized record mark on an AUTH_TLS call.
+out=$(rpcc --raw-first "ffffffff${probe:8}" $S4 111)
+check probe-oversized-closed test "$out" = EOF -o "$out" = RST
+check probe-oversized-logged ctl_logged "refused \(malformed AUTH_TLS probe\)"
+# Garbage instead of a ClientHello.
+out=$(rpcc --after-probe garbage $S4 111)
+check garbage-for-clienthello-closed grep -qE '^(EOF|RST)' <<<"$out"
+check garbage-logged ctl_logged "refused \(TLS handshake failed\).*(http request|wrong version|unknown protocol|record|packet)"
+# A TLS 1.2-only client.
+out=$(rpcc --tls12 $S4 111)
+check tls12-refused grep -q "TLS handshake" <<<"$out"
+check tls12-logged ctl_logged "refused \(TLS handshake failed\).*(protocol|version)"
+# A client that does not trust the server's CA.
+out=$(rpcc --tls --ca "$PKI/other-ca.pem" $S4 111)
+check untrusting-client-fails grep -q "certificate verify failed\|verify" <<<"$out"
+check untrusting-client-logged ctl_logged "refused \(TLS handshake failed\).*(unknown ca|alert|certificate)"
+# A client that stalls inside its ClientHello: the handshake timeout.
+out=$(rpcc --after-probe stall $S4 111)
+check stall-closed-on-timeout grep -qE '^(EOF|RST) after [2-9]' <<<"$out"
+check stall-logged ctl_logged "refused \(timeout\).*handshake"
+# A reset in the middle of the handshake.
+check rst-midhandshake rpcc --after-probe rst $S4 111
+sleep 1
+check rst-logged ctl_logged "refused \(TLS handshake failed\).*(closed by the client|reset)"
+# After all of it, the servers still serve.
+check rpcbind-still-serves rpcc "${tls[@]}" --call pmap-dump $S4 111
+check ganesha-still-serves rpcc "${tls[@]}" --call nfs4-getattr-root $S4 2049
+check rpcbind-alive kill -0 "$(pgrep -x rpcbind)"
+
+# ---- policy required: a plain call never reaches the application ----
+stop_ctl
+conf required
+start_ctl "$WORK/rpctls.conf"
+: > "$WORK/echo.seen"
+out=$(rpcc --marker PLAIN-CALL-MUST-NOT-ARRIVE $S4 $echo_port)
+check required-plain-refused grep -q "no reply" <<<"$out"
+check required-app-never-saw-it test ! -s "$WORK/echo.seen"
+check required-logged ctl_logged "refused \(plain RPC where TLS is required\)"
+check required-rpcinfo-refused eval "! C rpcinfo -T tcp $S4 100000 4 >/dev/null 2>&1"
+check required-tls-works rpcc "${tls[@]}" --call pmap-dump $S4 111
+finish
