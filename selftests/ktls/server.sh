@@ -71,7 +71,9 @@ check marker-call rpcc "${tls[@]}" --marker RPCTLS-SECRET-MARKER --count 3 $S4 1
 check first-call-with-finished rpcc "${tls[@]}" --coalesce --count 1 $S4 111
 check first-call-with-finished-then-more rpcc "${tls[@]}" --coalesce --count 8 $S4 2049 --call nfs4-null
 check pipelined-16 rpcc "${tls[@]}" --pipeline --count 16 $S4 111
-check pipelined-with-finished rpcc "${tls[@]}" --coalesce --pipeline --count 12 $S4 2049 --call nfs4-getattr-root
+# NFS-Ganesha answers from several threads: replies may leave in any order
+# (RPC allows it); every one must come, and each exactly once.
+check pipelined-with-finished rpcc "${tls[@]}" --coalesce --pipeline --any-order --count 12 $S4 2049 --call nfs4-getattr-root
 h0=$(stat_of handovers_ktls)
 c0=$(stat_of handover_closed)
 out=$(rpcc "${tls[@]}" --conns 100 --count 3 --call pmap-dump $S4 111)
@@ -103,10 +105,13 @@ check capture-2049-tls-after-probe test $rc = 0
 # ---- bad input: the RFC's answer or a clean close with a reason ----
 probe=80000028000000010000000000000002000186a000000004000000000000000700000000000000000000000000000000
 # A credential body: AUTH_BADCRED (MSG_DENIED, AUTH_ERROR, AUTH_BADCRED).
-out=$(rpcc --raw-first 80000030000000020000000000000002000186a0000000040000000000000007000000080101010101010101000000000000000000 $S4 111)
+call_hdr() { printf '%s00000000000000020001%s%s%s' "$1" "86a0" "$2" "$3"; }	# xid prog.. vers proc
+badcred=80000030$(call_hdr 00000002 00000004 00000000)00000007000000080101010101010101$(printf '0%.0s' {1..16})
+out=$(rpcc --raw-first "$badcred" $S4 111)
 check probe-credential-badcred test "$out" = 800000140000000200000001000000010000000100000001
 # Procedure 1 with AUTH_TLS: AUTH_REJECTEDCRED.
-out=$(rpcc --raw-first 80000028000000030000000000000002000186a000000004000000010000000700000000000000000000000000000000 $S4 111)
+rejected=80000028$(call_hdr 00000003 00000004 00000001)0000000700000000$(printf '0%.0s' {1..16})
+out=$(rpcc --raw-first "$rejected" $S4 111)
 check probe-procedure-rejectedcred test "$out" = 800000140000000300000001000000010000000100000002
 # A probe cut short: closed when the handshake timeout runs out.
 out=$(rpcc --raw-first "${probe:0:80}" $S4 111)
@@ -133,9 +138,9 @@ out=$(rpcc --after-probe stall $S4 111)
 check stall-closed-on-timeout grep -qE '^(EOF|RST) after [2-9]' <<<"$out"
 check stall-logged ctl_logged "refused \(timeout\).*handshake"
 # A reset in the middle of the handshake.
+n0=$(grep -c "refused (TLS handshake failed)" "$WORK/ctl.log")
 check rst-midhandshake rpcc --after-probe rst $S4 111
-sleep 1
-check rst-logged ctl_logged "refused \(TLS handshake failed\).*(closed by the client|reset)"
+check rst-logged wait_for 5 eval '[ "$(grep -c "refused (TLS handshake failed)" "$WORK/ctl.log")" -gt "$n0" ]'
 # After all of it, the servers still serve.
 check rpcbind-still-serves rpcc "${tls[@]}" --call pmap-dump $S4 111
 check ganesha-still-serves rpcc "${tls[@]}" --call nfs4-getattr-root $S4 2049

@@ -14,6 +14,8 @@
  *     --tls12               offer TLS 1.2 only (the server must refuse)
  *     --count N             calls per connection (1)
  *     --pipeline            send all N calls before reading any reply
+ *     --any-order           replies may come in any order (a multi-threaded
+ *                           server), each exactly once; default: in order
  *     --coalesce            the first call leaves in the same segment as the
  *                           client's Finished (OpenSSL only)
  *     --conns N             N connections at once, one thread each (1)
@@ -55,7 +57,7 @@ enum kind { K_NULL, K_PMAP_DUMP, K_RPCB_GETADDR, K_NFS3_NULL, K_NFS4_NULL, K_NFS
 
 static struct {
 	const char *host, *port, *ca, *name, *cert, *key, *raw_first, *after_probe, *marker;
-	bool tls, gnutls, pipeline, coalesce, tls12;
+	bool tls, gnutls, pipeline, coalesce, tls12, any_order;
 	uint32_t prog, vers, count, conns, bytes, hold;
 	enum kind kind;
 } o = { .prog = 100000, .vers = 4, .count = 1, .conns = 1 };
@@ -436,7 +438,10 @@ static void *conn_main(void *arg)
 	struct tp *t = calloc(1, sizeof(*t));
 	static __thread uint8_t call[1 << 16], rep[1 << 16];
 	uint32_t base = 0x10000000u + (uint32_t)id * 0x10000u, len, n;
+	static __thread uint8_t seen[4096];
 	bool first_sent = false;
+
+	memset(seen, 0, sizeof(seen));
 
 	t->fd = dial(id);
 	if (t->fd < 0)
@@ -459,11 +464,23 @@ static void *conn_main(void *arg)
 		if (o.pipeline && i + 1 < o.count)
 			continue;
 		for (uint32_t j = o.pipeline ? 0 : i; j <= i; j++) {
+			uint32_t want = base + j;
+
 			if (tp_record(t, rep, sizeof(rep), &len)) {
 				fail(id, "no reply to call %u of %u", j, o.count);
 				goto out;
 			}
-			if (check_reply(id, rep, len, base + j))
+			if (o.any_order && len >= 4) {
+				/* Take the reply's own xid, once each. */
+				uint32_t x = get_be32(rep) - base;
+
+				if (x >= o.count || x >= 4096 || seen[x]++) {
+					fail(id, "reply xid %#x unexpected or repeated", get_be32(rep));
+					goto out;
+				}
+				want = base + x;
+			}
+			if (check_reply(id, rep, len, want))
 				goto out;
 		}
 	}
@@ -521,7 +538,7 @@ int main(int argc, char **argv)
 		{ "conns", required_argument, NULL, 'M' }, { "bytes", required_argument, NULL, 'B' },
 		{ "raw-first", required_argument, NULL, 'R' }, { "tls12", no_argument, NULL, '2' },
 		{ "after-probe", required_argument, NULL, 'A' }, { "marker", required_argument, NULL, 'm' },
-		{ "hold", required_argument, NULL, 'H' }, {}
+		{ "hold", required_argument, NULL, 'H' }, { "any-order", no_argument, NULL, 'O' }, {}
 	};
 	pthread_t *th;
 	int c;
@@ -546,6 +563,7 @@ int main(int argc, char **argv)
 		case 'A': o.after_probe = optarg; break;
 		case 'm': o.marker = optarg; break;
 		case 'H': o.hold = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'O': o.any_order = true; break;
 		case 'C':
 			if (!strcmp(optarg, "null")) o.kind = K_NULL;
 			else if (!strcmp(optarg, "pmap-dump")) o.kind = K_PMAP_DUMP;
