@@ -61,7 +61,7 @@ check status-json-cgroup test "$("$RPCTLS" -j status | jget 'd["cgroups"][0]["pa
 in_cgroup "$cg" "$PY" "$peer" echo "$port" --ready "$tmp/ready" &
 srv=$!
 wait_for 5 test -s "$tmp/ready"
-"$PY" "$peer" talk 127.0.0.1 "$port" 00 --hold 3 > "$tmp/talk1" &
+"$PY" "$peer" talk 127.0.0.1 "$port" 00 --hold 10 > "$tmp/talk1" &
 talker=$!
 wait_for 5 eval 'test "$(sockets_fill)" -ge 1'
 status=$("$RPCTLS" -j status)
@@ -73,6 +73,7 @@ check conns-comm test "$(jget 'd[0]["comm"]' <<<"$conns")" = "$(basename "$PY")"
 check conns-port test "$(jget 'd[0]["local"]' <<<"$conns")" = "127.0.0.1:$port"
 check conns-cgroup test "$(jget 'd[0]["cgroup_id"]' <<<"$conns")" = "$(jget 'd["cgroups"][0]["cgroup_id"]' <<<"$status")"
 check conns-table grep -q "^127.0.0.1:$port .* server " <("$RPCTLS" conns)
+kill "$talker" 2>/dev/null
 wait "$talker"
 # The one byte (not RPC, policy optional) reached the application and came back.
 check plain-passes test "$(cat "$tmp/talk1")" = 00
@@ -84,10 +85,11 @@ out=$("$PY" "$peer" talk 127.0.0.1 "$port" "${call:0:40}" "${call:40}" | tr -d '
 check plain-call-split-passes test "$out" = "$call"
 check closed-leaves-conns wait_for 5 eval 'test "$(conn_count)" = 0'
 
-# A probe with no controller running (policy optional): BPF itself answers
-# with the empty AUTH_NONE verifier, and the application never sees it.
+# A probe with no controller running (policy optional): the application gets
+# it and answers for itself (an RPC server says AUTH_ERROR, "no TLS here";
+# this echo server echoes it), and the connection goes on in clear text.
 reply=$("$PY" "$peer" probe 127.0.0.1 "$port" --xid 0x01020304 | head -n 1)
-check probe-no-controller-answer test "$reply" = 80000018010203040000000100000000000000000000000000000000
+check probe-no-controller-to-application test "$reply" = 80000028010203040000000000000002000186a0000000040000000000000007000000000000000000000000
 check probe-no-controller-counted test "$("$RPCTLS" -j status | jget 'd["counters"]["probes_received"]')" -ge 1
 
 # ---- detach: links and pins go, the connection goes on in clear text ----

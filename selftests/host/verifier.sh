@@ -7,7 +7,7 @@
 pin=/sys/fs/bpf/rpctls-verifier-$$
 mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 log=$RPCTLS_BUILD/tests/verifier.log
-if bpftool prog loadall "$RPCTLS_BUILD/bpf/rpctls.bpf.o" "$pin" pinmaps "$pin.maps" > "$log" 2>&1; then
+if bpftool prog loadall "$RPCTLS_BUILD/bpf/rpctls.bpf.o" "$pin" pinmaps "$pin-maps" > "$log" 2>&1; then
 	for p in sockops_srv sockops_cli sockops_both skb_verdict msg_verdict iter_sockfd rx_notify; do
 		if [ -e "$pin/$p" ]; then
 			insns=$(bpftool -j prog show pinned "$pin/$p" | jget 'd.get("bytes_xlated", 0) // 8')
@@ -17,8 +17,8 @@ if bpftool prog loadall "$RPCTLS_BUILD/bpf/rpctls.bpf.o" "$pin" pinmaps "$pin.ma
 		fi
 	done
 	if bpftool prog load "$RPCTLS_BUILD/bpf/guard.bpf.o" "$pin/recv_guard" \
-		map name conns pinned "$pin.maps/conns" map name sk_cookie pinned "$pin.maps/sk_cookie" \
-		map name ctl pinned "$pin.maps/ctl" >> "$log" 2>&1; then
+		map name conns pinned "$pin-maps/conns" map name sk_cookie pinned "$pin-maps/sk_cookie" \
+		map name ctl pinned "$pin-maps/ctl" >> "$log" 2>&1; then
 		pass "recv_guard (kernel $(uname -r))"
 	elif grep -q "Operation not permitted" "$log"; then
 		echo "SKIP: recv_guard: this kernel refuses BPF LSM programs (EPERM); the VM tier loads it"
@@ -28,5 +28,5 @@ if bpftool prog loadall "$RPCTLS_BUILD/bpf/rpctls.bpf.o" "$pin" pinmaps "$pin.ma
 else
 	fail load "the kernel refused rpctls.bpf.o: $(grep -v '^;' "$log" | tail -n 5 | tr '\n' ' ')"
 fi
-rm -rf "$pin" "$pin.maps"
+rm -rf "$pin" "$pin-maps"
 finish
