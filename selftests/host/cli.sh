@@ -44,4 +44,18 @@ printf '[destination 10.0.0.1]\nports = 111\n' | bad dest-no-ca 1 "need \\[clien
 printf '[global]\nlog_level = loud\n' | bad log-level 2 "log_level"
 check config-errors-attach-nothing test ! -e /sys/fs/bpf/rpctls
 expect_fail config-missing-file "/nonexistent.conf: No such file" "$RPCTLS" attach "$cg" -c /nonexistent.conf
+# The man pages render without a warning, and the example configuration is valid.
+for m in "$RPCTLS_TOP/docs/rpctls.8" "$RPCTLS_TOP/docs/rpctls.conf.5"; do
+	check "man-$(basename "$m")" sh -c "out=\$(groff -man -Tutf8 -ww -z '$m' 2>&1) && [ -z \"\$out\" ]"
+done
+pki=$RPCTLS_BUILD/tests/pki
+"$RPCTLS_TOP/selftests/lib/mkcerts.sh" "$pki"
+sed -e "s|/etc/rpctls/server.pem|$pki/server.pem|; s|/etc/rpctls/server.key|$pki/server.key|" \
+	"$RPCTLS_TOP/docs/rpctls.conf.example" > "$tmp/example.conf"
+check example-config-valid sh -c "'$RPCTLS' run --check -c '$tmp/example.conf' | grep -q 'configuration OK'"
+# Certificates and keys are checked for what they hold, with the line.
+printf '[server]\ncertificate = %s\nkey = %s\n' "$tmp/cert.pem" "$pki/server.key" > "$tmp/badcert.conf"
+expect_fail config-cert-not-pem "^$tmp/badcert.conf:2: certificate $tmp/cert.pem: " "$RPCTLS" run --check -c "$tmp/badcert.conf"
+printf '[server]\ncertificate = %s\nkey = %s\n' "$pki/server.pem" "$pki/client.key" > "$tmp/mismatch.conf"
+expect_fail config-key-mismatch "^$tmp/mismatch.conf:3: key .*: " "$RPCTLS" run --check -c "$tmp/mismatch.conf"
 finish

@@ -66,7 +66,8 @@ start_rpcbind() {
 	mkdir -p /run/rpcbind
 	rm -f /run/rpcbind.sock /run/rpcbind/rpcbind.lock
 	bg rpcbind in_ns_cg $NS_S "$1" /usr/sbin/rpcbind -f -w > /dev/null
-	wait_for 20 ip netns exec $NS_S rpcinfo -T tcp 127.0.0.1 100000 4 >/dev/null 2>&1
+	# Ready when it answers over UDP: TCP may be where TLS is required.
+	wait_for 20 timeout 5 ip netns exec $NS_S rpcinfo -T udp 127.0.0.1 100000 4 >/dev/null 2>&1
 }
 
 # NFS-Ganesha (VFS FSAL) exporting $EXPORT as /export, in cgroup $1. The
@@ -87,7 +88,7 @@ start_ganesha() {
 	EOF
 	bg ganesha in_ns_cg $NS_S "$1" /usr/bin/ganesha.nfsd -F -L "$WORK/ganesha-own.log" \
 		-f "$WORK/ganesha.conf" -p "$WORK/ganesha.pid" > /dev/null
-	wait_for 60 ip netns exec $NS_S rpcinfo -T tcp 127.0.0.1 100003 4 >/dev/null 2>&1
+	wait_for 60 timeout 5 ip netns exec $NS_S rpcinfo -T udp 127.0.0.1 100003 3 >/dev/null 2>&1
 }
 
 # The controller with configuration file $1; log in $WORK/ctl.log.
