@@ -68,6 +68,21 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* The controller's sink sockets, by slot, and the slots free for a new
+ * client connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, RPCTLS_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sinks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, RPCTLS_MAX_SLOTS);
+	__type(value, __u32);
+} free_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, RPCTLS_RINGBUF_BYTES);
@@ -154,7 +169,7 @@ static __always_inline __u8 server_policy(__u16 port)
 }
 
 /* Policy for an actively established connection to @raddr:@port. */
-static __always_inline __u8 client_policy(const __u32 raddr[4], __u16 port)
+static __always_inline __u8 client_policy(const __u32 raddr[4], __u16 port, __u32 *dest_id)
 {
 	struct dest_key k = { .prefixlen = 128 };
 	struct dest_policy *d;
@@ -164,6 +179,7 @@ static __always_inline __u8 client_policy(const __u32 raddr[4], __u16 port)
 	d = bpf_map_lookup_elem(&cli_dests, &k);
 	if (!d)
 		return RPCTLS_POLICY_NONE;
+	*dest_id = d->dest_id;
 	if (d->nports == 0)
 		return d->policy;
 	for (i = 0; i < DEST_MAX_PORTS; i++) {
@@ -226,16 +242,19 @@ static __always_inline void track(struct bpf_sock_ops *skops, __u8 role)
 				c.flags |= CONN_F_BLIND;
 		}
 	} else {
-		c.policy = client_policy(c.raddr, c.rport);
+		c.policy = client_policy(c.raddr, c.rport, &c.dest_id);
 		c.phase = PH_HOLD;
-		/* No controller to send the probe: a connection that may go
-		 * in clear text is left alone; one that must not is held
-		 * shut, so that not one byte of it leaves unencrypted. */
-		if (c.policy != RPCTLS_POLICY_NONE && !controller_alive()) {
+		/* No controller to send the probe, or no sink to hold the
+		 * application's data in: a connection that may go in clear
+		 * text is left alone; one that must not is held shut, so that
+		 * not one byte of it leaves unencrypted. */
+		if (c.policy != RPCTLS_POLICY_NONE &&
+		    (!controller_alive() || bpf_map_pop_elem(&free_slots, &c.slot))) {
 			if (c.policy == RPCTLS_POLICY_OPTIONAL)
 				return;
 			c.phase = PH_REFUSED;
-			c.reason = RS_NO_CONTROLLER;
+			c.reason = controller_alive() ? RS_NO_SLOT : RS_NO_CONTROLLER;
+			c.slot = ~0u;
 		}
 	}
 	if (c.policy == RPCTLS_POLICY_NONE)
@@ -468,6 +487,8 @@ int skb_verdict(struct __sk_buff *skb)
 SEC("sk_msg")
 int msg_verdict(struct sk_msg_md *msg)
 {
+	struct ctl_state *cs;
+	__u32 zero = 0, slot;
 	__u64 *cookie;
 	struct conn *c;
 
@@ -482,7 +503,18 @@ int msg_verdict(struct sk_msg_md *msg)
 	/* A refused connection sends nothing more. */
 	if (c->phase == PH_REFUSED)
 		return SK_DROP;
-	return SK_PASS;
+	if (c->role != RPCTLS_ROLE_CLIENT ||
+	    (c->phase != PH_HOLD && c->phase != PH_HANDSHAKE && c->phase != PH_USERSPACE_TLS))
+		return SK_PASS;
+	/* The controller's own probe and handshake records go out. */
+	cs = bpf_map_lookup_elem(&ctl, &zero);
+	if (cs && (__u32)(bpf_get_current_pid_tgid() >> 32) == cs->ctl_tgid)
+		return SK_PASS;
+	/* The application's: to its sink, until TLS is up. */
+	slot = c->slot;
+	c->bytes_held += msg->size;
+	stat_add(ST_BYTES_HELD, msg->size);
+	return bpf_msg_redirect_map(msg, &sinks, slot, BPF_F_INGRESS);
 }
 
 /* ---- the controller's wake-up on sockets out of the sockhash ---------- */

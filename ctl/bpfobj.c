@@ -162,7 +162,7 @@ struct pin {
 #define MAPPIN(n) { #n, offsetof(struct rpctls_fds, n) }
 static const struct pin map_pins[] = {
 	MAPPIN(sockets), MAPPIN(conns), MAPPIN(sk_cookie), MAPPIN(srv_ports), MAPPIN(cli_dests),
-	MAPPIN(ctl), MAPPIN(attached), MAPPIN(stats), MAPPIN(events),
+	MAPPIN(ctl), MAPPIN(attached), MAPPIN(stats), MAPPIN(events), MAPPIN(sinks), MAPPIN(free_slots),
 };
 /* Maps of the object that only BPF uses (not opened by the controller). */
 static const char *const private_maps[] = { "scratch" };

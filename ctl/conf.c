@@ -34,6 +34,8 @@ void conf_defaults(struct conf *c)
 		 ktls_suites[2]);
 	c->hs_timeout_ms = 10000;
 	c->queue_timeout_ms = 30000;
+	c->hold_max = 4u << 20;
+	c->hold_slots = 1024;
 	c->max_handshakes = 64;
 }
 
@@ -235,7 +237,7 @@ static int section(struct ctx *x, char *s)
 	else if (!strcmp(s, "client") && !arg)
 		x->sec = SEC_CLIENT;
 	else if (!strcmp(s, "destination")) {
-		struct conf_dest d = { .policy = RPCTLS_POLICY_NONE, .line = x->line };
+		struct conf_dest d = { .policy = RPCTLS_POLICY_NONE, .prog = 100000, .vers = 4, .line = x->line };
 
 		if (!arg || !*(arg = trim(arg)))
 			return bad(x, "[destination] needs an address: [destination 192.0.2.1] or [destination 2001:db8::/32]");
@@ -328,6 +330,10 @@ static int keyval(struct ctx *x, const char *k, char *v)
 			return parse_policy(x, v, &c->cli_policy);
 		if (!strcmp(k, "require_server_alpn"))
 			return parse_bool(x, k, v, &c->require_server_alpn);
+		if (!strcmp(k, "max_held_bytes"))
+			return parse_uint(x, k, v, 4096, 1u << 30, &c->hold_max);
+		if (!strcmp(k, "max_connections"))
+			return parse_uint(x, k, v, 1, RPCTLS_MAX_SLOTS, &c->hold_slots);
 		break;
 	case SEC_DEST: {
 		struct conf_dest *d = x->dest;
@@ -341,6 +347,10 @@ static int keyval(struct ctx *x, const char *k, char *v)
 		}
 		if (!strcmp(k, "policy"))
 			return parse_policy(x, v, &d->policy);
+		if (!strcmp(k, "program"))
+			return parse_uint(x, k, v, 1, 0xffffffffu, &d->prog);
+		if (!strcmp(k, "version"))
+			return parse_uint(x, k, v, 0, 0xffffffffu, &d->vers);
 		if (!strcmp(k, "name")) {
 			if (strlen(v) >= sizeof(d->name))
 				return bad(x, "name: too long");

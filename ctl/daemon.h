@@ -42,6 +42,35 @@ struct cx {
 	bool closing;			/* refused: close once the descriptor is found */
 	bool kick;			/* blind: lower SO_RCVLOWAT once accepted */
 	SSL *ssl;
+	struct ccx *cli;		/* client role */
+};
+
+/* The client side of a connection (client.c). */
+enum cli_step { CS_WAIT_CALL = 1, CS_PROBE_SENT, CS_TLS, CS_BARRIER };
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct ccx {
+	int step;
+	uint32_t slot, dest_id;
+	struct buf hold;		/* the application's bytes, held */
+	struct buf in;			/* the server's bytes, diverted by BPF */
+	uint64_t in_seq;		/* stream offset expected next from BPF */
+	uint32_t prog, vers, probe_xid, barrier_xid;
+	BIO *rbio, *wbio;
+	struct tls_framer tf;
+	uint32_t rx_recs, tx_recs;	/* records under the application keys */
+	bool hs_done;
+	struct buf plain;		/* decrypted bytes before the hand-over */
+};
+
+/* A sink: the controller's end of a socket pair in the "sinks" sockmap. */
+struct sink {
+	int fd, peer;
+	struct cx *owner;
 };
 
 struct daemon {
@@ -49,7 +78,10 @@ struct daemon {
 	struct rpctls_fds fds;
 	struct ring_buffer *rb;
 	int epfd, sigfd;
-	SSL_CTX *srv_ctx;
+	SSL_CTX *srv_ctx, *cli_ctx;
+	struct sink *sinks;
+	uint32_t n_sinks;		/* made so far: slots 0 .. n_sinks-1 */
+	uint32_t n_free;		/* of those, in the free_slots queue */
 	struct cx *tab[4096];
 	int n_cx;
 	int n_handshakes;		/* in a slot */
@@ -80,8 +112,20 @@ void srv_on_wake(struct daemon *d, struct cx *c);	/* bytes arrived, or a retry i
 void srv_on_timeout(struct daemon *d, struct cx *c);
 void srv_slot_freed(struct daemon *d);
 
+/* client role (client.c) */
+int cli_init(struct daemon *d);				/* sinks; after the maps are open */
+void cli_fini(struct daemon *d);
+void cli_on_new(struct daemon *d, struct cx *c);
+void cli_on_fd(struct daemon *d, struct cx *c);
+void cli_on_data(struct daemon *d, struct cx *c, const uint8_t *data, uint32_t len, uint64_t seq);
+void cli_on_sink(struct daemon *d, uint32_t slot);	/* the application sent */
+void cli_on_timeout(struct daemon *d, struct cx *c);
+void cli_release(struct daemon *d, struct cx *c);	/* give its slot back */
+#define EPOLL_SINK_BASE 16				/* epoll data.u32 of slot 0 */
+
 /* TLS contexts (tlsctx.c) */
 SSL_CTX *tls_server_ctx(const struct conf *c);	/* NULL: reported as FILE:LINE */
+SSL_CTX *tls_client_ctx(const struct conf *c);
 BIO *fd_bio_new(int fd);			/* nonblocking send/recv, never read()/write() */
 /* Peer certificate: CONN_F_* flags and a printable subject. */
 uint32_t tls_peer_info(SSL *ssl, char *subject, size_t len);

@@ -75,6 +75,7 @@ void jw_kbool(struct jw *w, const char *k, bool v);
 /* ---- the pinned BPF objects (bpfobj.c) ---- */
 struct rpctls_fds {
 	int sockets, conns, sk_cookie, srv_ports, cli_dests, ctl, attached, stats, events;
+	int sinks, free_slots;
 	int prog_sockops[4];	/* indexed by enum rpctls_role */
 	int prog_skb, prog_msg, prog_iter, prog_rx_notify;
 	int prog_guard;		/* -1 where the kernel refuses BPF LSM programs */
@@ -126,6 +127,7 @@ struct conf_dest {
 	uint8_t nports;
 	uint16_t ports[DEST_MAX_PORTS];
 	char name[256];		/* expected server name, "" = the address */
+	uint32_t prog, vers;	/* of the probe when the application's first call does not say */
 	int line;
 };
 
@@ -151,6 +153,8 @@ struct conf {
 	struct conf_path cli_ca, cli_cert, cli_key, cli_crl;
 	bool require_server_alpn;
 	uint8_t cli_policy;		/* default for destinations */
+	uint32_t hold_max;		/* bytes an application may send before TLS */
+	uint32_t hold_slots;		/* client connections in the BPF phase at once */
 	struct conf_dest dests[CONF_MAX_DESTS];
 	int n_dests;
 };

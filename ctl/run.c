@@ -77,6 +77,8 @@ void cx_free(struct daemon *d, struct cx *c)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = c->next;
+	if (c->cli)
+		cli_release(d, c);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	if (c->fd >= 0)
@@ -186,6 +188,8 @@ void cx_lookup_all(struct daemon *d)
 			}
 			if (c->closing)
 				cx_close(d, c);
+			else if (c->cli)
+				cli_on_fd(d, c);
 			else if (c->kick)
 				srv_kick(d, c);
 			else
@@ -210,6 +214,8 @@ static int on_event(void *ctx, void *data, size_t size)
 		c = cx_add(d, e->cookie);
 		if (c && c->role == RPCTLS_ROLE_SERVER)
 			srv_on_new(d, c);
+		else if (c && c->role == RPCTLS_ROLE_CLIENT)
+			cli_on_new(d, c);
 		break;
 	case EV_DATA:
 		if (size < sizeof(*e) + e->len)
@@ -217,6 +223,8 @@ static int on_event(void *ctx, void *data, size_t size)
 		c = cx_add(d, e->cookie);
 		if (c && c->role == RPCTLS_ROLE_SERVER)
 			srv_on_data(d, c, (const uint8_t *)(e + 1), e->len);
+		else if (c && c->role == RPCTLS_ROLE_CLIENT)
+			cli_on_data(d, c, (const uint8_t *)(e + 1), e->len, e->seq);
 		break;
 	case EV_REFUSE:
 		c = cx_find(d, e->cookie);
@@ -301,6 +309,8 @@ static int timers(struct daemon *d)
 			if (c->deadline && now >= c->deadline) {
 				if (c->closing)	/* the application never took it */
 					cx_free(d, c);
+				else if (c->cli)
+					cli_on_timeout(d, c);
 				else
 					srv_on_timeout(d, c);
 				continue;
@@ -389,6 +399,11 @@ int do_run(int argc, char **argv)
 		if (!d->srv_ctx)
 			return 1;
 	}
+	if (d->conf.cli_ca.path[0]) {
+		d->cli_ctx = tls_client_ctx(&d->conf);
+		if (!d->cli_ctx)
+			return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration OK\n", conf_path);
 		return 0;
@@ -424,6 +439,12 @@ int do_run(int argc, char **argv)
 		close(lock);
 		return 1;
 	}
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0 || cli_init(d)) {
+		close(lock);
+		return error("cannot set up the client sinks"), 1;
+	}
+	/* Alive only now: BPF hands out sink slots from here on. */
 	heartbeat(d, true);
 	close(lock);
 	if (pthread_create(&hb, NULL, heartbeat_thread, d))
@@ -438,8 +459,7 @@ int do_run(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	d->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->rb = ring_buffer__new(d->fds.events, on_event, d, NULL);
-	d->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (d->sigfd < 0 || !d->rb || d->epfd < 0)
+	if (d->sigfd < 0 || !d->rb)
 		return error("cannot set up the event loop: %s", strerror(errno)), 1;
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 1 };
 	epoll_ctl(d->epfd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(d->rb), &ev);
@@ -449,10 +469,10 @@ int do_run(int argc, char **argv)
 	if (d->fds.prog_guard < 0)
 		log_warn("no read guard on this kernel (BPF LSM refused): an application that reads without "
 			 "waiting for readiness can take handshake bytes; see LIMITATIONS in rpctls(8)");
-	log_info("controller started, pid %d, configuration %s: %d served port(s), policy %s, %s", getpid(),
-		 d->conf.path, d->conf.n_srv_ports,
+	log_info("controller started, pid %d, configuration %s: %d served port(s), policy %s, %s; %d destination(s)",
+		 getpid(), d->conf.path, d->conf.n_srv_ports,
 		 d->conf.srv_policy == RPCTLS_POLICY_REQUIRED ? "required" : "optional",
-		 d->srv_ctx ? "TLS ready" : "no server certificate: probes get the no-TLS answer");
+		 d->srv_ctx ? "TLS ready" : "no server certificate: probes get the no-TLS answer", d->conf.n_dests);
 
 	while (!d->stopping) {
 		struct epoll_event evs[8];
@@ -465,6 +485,8 @@ int do_run(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 1) {
 				ring_buffer__consume(d->rb);
+			} else if (evs[i].data.u32 >= EPOLL_SINK_BASE) {
+				cli_on_sink(d, evs[i].data.u32 - EPOLL_SINK_BASE);
 			} else if (evs[i].data.u32 == 2) {
 				struct signalfd_siginfo si;
 
@@ -497,8 +519,10 @@ int do_run(int argc, char **argv)
 			else
 				cx_free(d, x);
 		}
+	cli_fini(d);
 	ring_buffer__free(d->rb);
 	SSL_CTX_free(d->srv_ctx);
+	SSL_CTX_free(d->cli_ctx);
 	bpf_close_fds(&d->fds);
 	return 0;
 }

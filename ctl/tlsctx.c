@@ -123,6 +123,48 @@ fail:
 	return NULL;
 }
 
+SSL_CTX *tls_client_ctx(const struct conf *c)
+{
+	SSL_CTX *ctx;
+
+	if (!c->cli_ca.path[0])
+		return NULL;
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		fprintf(stderr, "rpctls: error: cannot create a TLS context: %s\n", tls_err_string());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_set_ciphersuites(ctx, c->ciphersuites) != 1) {
+		fprintf(stderr, "%s: cipher_suites: %s\n", c->path, tls_err_string());
+		goto fail;
+	}
+	if (load_ca(c, ctx, &c->cli_ca, &c->cli_crl))
+		goto fail;
+	if (c->cli_cert.path[0]) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, c->cli_cert.path) != 1) {
+			conf_err(c, &c->cli_cert, "certificate");
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, c->cli_key.path, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			conf_err(c, &c->cli_key, "key");
+			goto fail;
+		}
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	/* ALPN "sunrpc" always offered (RFC 9289 section 5.2). */
+	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x06" RPCTLS_ALPN, RPCTLS_ALPN_LEN + 1);
+	/* Tickets a server sends are read and dropped: no resumption. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (ktls_ctx_prepare(ctx))
+		goto fail;
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 uint32_t tls_peer_info(SSL *ssl, char *subject, size_t len)
 {
 	X509 *cert = SSL_get1_peer_certificate(ssl);

@@ -91,6 +91,8 @@ struct conn {
 	__u64 bytes_held;	/* client: application bytes held */
 	__u64 hs_ns;		/* handshake time */
 	__u64 cgroup_id;	/* cgroup v2 id of the socket */
+	__u32 slot;		/* client: the sink its held data goes to */
+	__u32 dest_id;		/* client: index of its [destination] */
 	char peer[96];		/* peer certificate subject (or SAN), NUL terminated */
 };
 
@@ -109,6 +111,9 @@ enum rpctls_reason {
 	RS_NO_SLOT,		/* client: no hold slot free */
 	RS_STARTTLS_REFUSED,	/* client: server did not answer STARTTLS */
 	RS_PEER_RESET,
+	RS_CERT,		/* client: server certificate refused */
+	RS_NO_ALPN,		/* client: server did not answer ALPN sunrpc */
+	RS_HOLD_LIMIT,		/* client: the application sent too much before TLS */
 	RS__MAX,
 };
 
@@ -143,6 +148,10 @@ struct cg_attach {
 	char path[256];
 };
 #define RPCTLS_MAX_CGROUPS	64u
+
+/* Client connections hold what the application sends before TLS is up in a
+ * sink socket of the controller's, one per connection ("slot"). */
+#define RPCTLS_MAX_SLOTS	4096u
 
 /* The "ctl" array, one entry: the controller's presence and switches. */
 struct ctl_state {
