@@ -48,6 +48,9 @@ const char *const reason_names[RS__MAX] = {
 	[RS_NO_SLOT] = "no hold slot free",
 	[RS_STARTTLS_REFUSED] = "server refused STARTTLS",
 	[RS_PEER_RESET] = "peer reset",
+	[RS_CERT] = "server certificate refused",
+	[RS_NO_ALPN] = "server did not answer ALPN sunrpc",
+	[RS_HOLD_LIMIT] = "too much held before TLS",
 };
 
 const char *const stat_names[ST__MAX] = {

@@ -244,7 +244,11 @@ static int on_event(void *ctx, void *data, size_t size)
 		break;
 	case EV_STATE:
 		c = cx_find(d, e->cookie);
-		if (c && e->arg == BPF_TCP_CLOSE) {
+		if (c && e->arg == BPF_TCP_CLOSE_WAIT && c->state == CX_HANDSHAKE) {
+			/* The peer closed its side before the hand-over. */
+			cx_refuse(d, c, RS_PEER_RESET, "the peer closed the connection during the %s",
+				  c->cli && c->cli->step == CS_PROBE_SENT ? "probe" : "handshake");
+		} else if (c && e->arg == BPF_TCP_CLOSE) {
 			if (c->state == CX_HANDSHAKE || c->state == CX_QUEUED || c->state == CX_LOOKUP)
 				log_info("%s: closed by the peer or the application while %s", c->name,
 					 c->state == CX_HANDSHAKE ? "in the handshake" : "waiting");

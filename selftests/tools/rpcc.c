@@ -122,6 +122,15 @@ static int tp_read(struct tp *t, void *b, size_t n)
 		while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
 		return (int)r;
 	}
+	/* Wait for readiness before reading, as libtirpc and libnfs do: a
+	 * reader asleep in recv() on a socket in a sockhash meets 6.1's
+	 * tcp_bpf (see docs/design.md). */
+	{
+		struct pollfd pf = { .fd = t->fd, .events = POLLIN };
+
+		if (poll(&pf, 1, 30000) <= 0)
+			return -1;
+	}
 	return (int)recv(t->fd, b, n, 0);
 }
 
