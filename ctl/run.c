@@ -249,11 +249,15 @@ static int on_event(void *ctx, void *data, size_t size)
 			cx_refuse(d, c, RS_PEER_RESET, "the peer closed the connection during the %s",
 				  c->cli && c->cli->step == CS_PROBE_SENT ? "probe" : "handshake");
 		} else if (c && e->arg == BPF_TCP_CLOSE) {
-			if (c->state == CX_HANDSHAKE || c->state == CX_QUEUED || c->state == CX_LOOKUP)
-				log_info("%s: closed by the peer or the application while %s", c->name,
-					 c->state == CX_HANDSHAKE ? "in the handshake" : "waiting");
-			else
+			if (c->state == CX_HANDSHAKE) {
+				stat_bump(ST_HS_FAILED, 1);
+				log_warn("%s: refused (%s): the connection was reset or closed during the handshake",
+					 c->name, reason_names[RS_PEER_RESET]);
+			} else if (c->state == CX_QUEUED || c->state == CX_LOOKUP) {
+				log_info("%s: closed by the peer or the application while waiting", c->name);
+			} else {
 				log_debug("%s: closed", c->name);
+			}
 			cx_free(d, c);
 		}
 		break;

@@ -138,9 +138,10 @@ out=$(rpcc --after-probe stall $S4 111)
 check stall-closed-on-timeout grep -qE '^(EOF|RST) after [2-9]' <<<"$out"
 check stall-logged ctl_logged "refused \(timeout\).*handshake"
 # A reset in the middle of the handshake.
-n0=$(grep -c "refused (TLS handshake failed)" "$WORK/ctl.log")
+refusals() { grep -cE "refused \((TLS handshake failed|peer reset)\)" "$WORK/ctl.log"; }
+n0=$(refusals)
 check rst-midhandshake rpcc --after-probe rst $S4 111
-check rst-logged wait_for 5 eval '[ "$(grep -c "refused (TLS handshake failed)" "$WORK/ctl.log")" -gt "$n0" ]'
+check rst-logged wait_for 5 eval '[ "$(refusals)" -gt "$n0" ]'
 # After all of it, the servers still serve.
 check rpcbind-still-serves rpcc "${tls[@]}" --call pmap-dump $S4 111
 check ganesha-still-serves rpcc "${tls[@]}" --call nfs4-getattr-root $S4 2049
