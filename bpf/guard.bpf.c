@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * rpctls read guard: a BPF LSM program, apart from rpctls.bpf.o because some
- * kernels refuse BPF LSM programs (BPF not among the active LSMs, or a
- * policy); rpctls then works without it, and says so. Loaded onto the maps
- * rpctls.bpf.o pinned (conns, sk_cookie, ctl).
+ * rpctls's programs that need BPF LSM or tracing: apart from rpctls.bpf.o
+ * because some kernels refuse those (BPF not among the active LSMs, or a
+ * policy); rpctls then works without them, and says so. Loaded onto the maps
+ * rpctls.bpf.o pinned (conns, sk_cookie, ctl, events).
+ *
+ *   recv_guard    no application read while the controller handshakes on
+ *                 the socket (lsm_cgroup, per cgroup)
+ *   close_watch   the application closed a descriptor of a kTLS socket the
+ *                 controller holds: time to send close_notify
+ *   rx_watch      the application's read met a non-data TLS record (an alert,
+ *                 a KeyUpdate): the controller takes it out and acts
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,6 +20,41 @@
 #include "maps.h"
 
 #define EAGAIN 11
+#define EIO 5
+
+static __always_inline bool is_controller(void)
+{
+	__u32 zero = 0;
+	struct ctl_state *cs = bpf_map_lookup_elem(&ctl, &zero);
+
+	return cs && (__u32)(bpf_get_current_pid_tgid() >> 32) == cs->ctl_tgid;
+}
+
+static __always_inline void emit(__u32 type, __u64 cookie)
+{
+	struct rpctls_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->cookie = cookie;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The cookie of a kTLS socket the controller holds, or 0. Not through
+ * sk_storage: on 6.1, the verifier's check of bpf_sk_storage_get() in a
+ * program attached to a module's function (tls_sw_recvmsg) dereferences a
+ * NULL BTF type and oopses. */
+static __always_inline __u64 held_ktls(struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct conn *c = bpf_map_lookup_elem(&conns, &cookie);
+
+	if (!c || c->phase != PH_KTLS || !(c->flags & CONN_F_HELD))
+		return 0;
+	return cookie;
+}
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -45,5 +87,36 @@ int BPF_PROG(recv_guard, struct socket *sock, struct msghdr *msg, int size, int 
 	if (cs && (__u32)(bpf_get_current_pid_tgid() >> 32) == cs->ctl_tgid)
 		return 1;
 	bpf_set_retval(-EAGAIN);
+	return 0;
+}
+
+/* close(), dup2() over it, or exit: a descriptor of the socket went away.
+ * The controller asks the socket iterator whether the application has any
+ * left. */
+SEC("fentry/filp_close")
+int BPF_PROG(close_watch, struct file *filp, void *id)
+{
+	struct socket *sock = bpf_sock_from_file(filp);
+	__u64 cookie;
+
+	if (!sock || !sock->sk || is_controller())
+		return 0;
+	cookie = held_ktls(sock->sk);
+	if (cookie)
+		emit(EV_APP_CLOSE, cookie);
+	return 0;
+}
+
+/* kTLS answers EIO to a read that meets a non-data record. */
+SEC("fexit/tls_sw_recvmsg")
+int BPF_PROG(rx_watch, struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len, int ret)
+{
+	__u64 cookie;
+
+	if (ret != -EIO || is_controller())
+		return 0;
+	cookie = held_ktls(sk);
+	if (cookie)
+		emit(EV_RX_RECORD, cookie);
 	return 0;
 }

@@ -23,6 +23,12 @@ struct {
 	__type(value, __u64);
 } sk_cookie SEC(".maps");
 
+/* Events to the controller. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, RPCTLS_RINGBUF_BYTES);
+} events SEC(".maps");
+
 /* The controller's presence. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -83,10 +83,6 @@ struct {
 	__type(value, __u32);
 } free_slots SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, RPCTLS_RINGBUF_BYTES);
-} events SEC(".maps");
 
 /* ---- helpers ---------------------------------------------------------- */
 

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -51,6 +53,9 @@ const char *const reason_names[RS__MAX] = {
 	[RS_CERT] = "server certificate refused",
 	[RS_NO_ALPN] = "server did not answer ALPN sunrpc",
 	[RS_HOLD_LIMIT] = "too much held before TLS",
+	[RS_PEER_ALERT] = "fatal alert from the peer",
+	[RS_KEYUPDATE] = "KeyUpdate the kernel cannot follow",
+	[RS_REVOKED] = "peer certificate revoked",
 };
 
 const char *const stat_names[ST__MAX] = {
@@ -259,6 +264,9 @@ void bpf_unpin_all(void)
 {
 	char path[256];
 
+	unlink(RPCTLS_PIN_LINKS "/close_watch");
+	unlink(RPCTLS_PIN_LINKS "/rx_watch");
+
 	unpin_dir(RPCTLS_PIN_MAPS, map_pins, ARRAY_SIZE(map_pins));
 	for (size_t i = 0; i < ARRAY_SIZE(private_maps); i++) {
 		snprintf(path, sizeof(path), RPCTLS_PIN_MAPS "/%s", private_maps[i]);
@@ -271,27 +279,69 @@ void bpf_unpin_all(void)
 	rmdir(RPCTLS_PIN_DIR);
 }
 
+/* Make sure the tls module is there: rx_watch attaches to one of its
+ * functions. Asking for the ULP loads it, even on a socket that refuses it. */
+static void tls_module_load(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd >= 0) {
+		setsockopt(fd, IPPROTO_TCP, 31 /* TCP_ULP */, "tls", 3);
+		close(fd);
+	}
+}
+
 /*
- * The read guard (guard.bpf.o, a BPF LSM program) on the maps of @core. Some
- * kernels refuse BPF LSM programs: rpctls then works without it, and says so.
+ * guard.bpf.o (BPF LSM and tracing programs) on the maps of @core. Some
+ * kernels refuse those: first everything, then the read guard alone, then
+ * nothing; rpctls works without them, and says what it lacks.
  */
 static void load_guard(struct bpf_object *core)
 {
-	static const char *const shared[] = { "conns", "sk_cookie", "ctl" };
-	struct guard_bpf *g = guard_bpf__open();
-	int err = g ? 0 : -errno;
+	static const char *const shared[] = { "conns", "sk_cookie", "ctl", "events" };
+	const char *lacking = NULL;
 
-	for (size_t i = 0; !err && i < ARRAY_SIZE(shared); i++)
-		err = bpf_map__reuse_fd(bpf_object__find_map_by_name(g->obj, shared[i]),
-					bpf_map__fd(bpf_object__find_map_by_name(core, shared[i])));
-	if (!err)
-		err = guard_bpf__load(g);
-	if (!err)
-		err = bpf_program__pin(g->progs.recv_guard, RPCTLS_PIN_PROGS "/recv_guard");
-	if (err)
-		warning("the kernel refuses the read guard (a BPF LSM program: %s); server handshakes go on "
-			"without it, see LIMITATIONS in rpctls(8)", strerror(-err));
-	guard_bpf__destroy(g);
+	tls_module_load();
+	for (int pass = 0; pass < 2; pass++) {
+		struct guard_bpf *g = guard_bpf__open();
+		struct bpf_link *l1 = NULL, *l2 = NULL;
+		int err = g ? 0 : -errno;
+
+		for (size_t i = 0; !err && i < ARRAY_SIZE(shared); i++)
+			err = bpf_map__reuse_fd(bpf_object__find_map_by_name(g->obj, shared[i]),
+						bpf_map__fd(bpf_object__find_map_by_name(core, shared[i])));
+		if (!err && pass == 1) {
+			bpf_program__set_autoload(g->progs.close_watch, false);
+			bpf_program__set_autoload(g->progs.rx_watch, false);
+		}
+		if (!err)
+			err = guard_bpf__load(g);
+		if (!err && pass == 0) {
+			l1 = bpf_program__attach(g->progs.close_watch);
+			l2 = bpf_program__attach(g->progs.rx_watch);
+			if (!l1 || !l2 || bpf_link__pin(l1, RPCTLS_PIN_LINKS "/close_watch") ||
+			    bpf_link__pin(l2, RPCTLS_PIN_LINKS "/rx_watch"))
+				err = -errno ? -errno : -EINVAL;
+		}
+		if (!err)
+			err = bpf_program__pin(g->progs.recv_guard, RPCTLS_PIN_PROGS "/recv_guard");
+		bpf_link__destroy(l1);
+		bpf_link__destroy(l2);
+		guard_bpf__destroy(g);
+		if (!err) {
+			if (pass == 1)
+				lacking = "close_notify when an application closes, and the handling of alerts and "
+					  "KeyUpdates after the hand-over";
+			break;
+		}
+		unlink(RPCTLS_PIN_LINKS "/close_watch");
+		unlink(RPCTLS_PIN_LINKS "/rx_watch");
+		lacking = "the read guard, close_notify on close, alerts after the hand-over";
+		if (pass == 1)
+			warning("the kernel refuses rpctls's BPF LSM and tracing programs (%s)", strerror(-err));
+	}
+	if (lacking)
+		warning("running without %s (see LIMITATIONS in rpctls(8))", lacking);
 }
 
 /*

@@ -411,10 +411,9 @@ static void handover(struct daemon *d, struct cx *c)
 	cli_release(d, c);
 	SSL_free(c->ssl);
 	c->ssl = NULL;
-	close(c->fd);
-	c->fd = -1;
 	c->state = CX_DONE;
 	c->deadline = 0;
+	ktls_hold(d, c);
 }
 
 static void go_plain(struct daemon *d, struct cx *c, const char *answer)

@@ -41,6 +41,9 @@ struct cx {
 	bool lowat_raised, filter_on, in_slot;
 	bool closing;			/* refused: close once the descriptor is found */
 	bool kick;			/* blind: lower SO_RCVLOWAT once accepted */
+	bool held;			/* on kTLS, our duplicate kept (lifecycle.c) */
+	bool notified;			/* our close_notify went out */
+	bool adopt;			/* left on kTLS by a controller before us */
 	SSL *ssl;
 	struct ccx *cli;		/* client role */
 };
@@ -88,6 +91,9 @@ struct daemon {
 	bool stopping;
 	bool lookup_pending;		/* some cx waits for its descriptor */
 	bool dequeue;			/* a handshake slot was freed */
+	int n_held;			/* kTLS connections whose duplicate we keep */
+	bool held_check;		/* an application closed something: look */
+	uint64_t last_held_scan;
 	uint64_t last_scan;
 };
 
@@ -122,6 +128,15 @@ void cli_on_sink(struct daemon *d, uint32_t slot);	/* the application sent */
 void cli_on_timeout(struct daemon *d, struct cx *c);
 void cli_release(struct daemon *d, struct cx *c);	/* give its slot back */
 #define EPOLL_SINK_BASE 16				/* epoll data.u32 of slot 0 */
+
+/* after the hand-over (lifecycle.c) */
+bool held_supported(void);
+void ktls_hold(struct daemon *d, struct cx *c);		/* keep the duplicate of a kTLS socket */
+void held_scan(struct daemon *d);
+void on_app_close(struct daemon *d, struct cx *c);
+void on_rx_record(struct daemon *d, struct cx *c);
+void adopt_existing(struct daemon *d);
+void on_adopt(struct daemon *d, struct cx *c);
 
 /* TLS contexts (tlsctx.c) */
 SSL_CTX *tls_server_ctx(const struct conf *c);	/* NULL: reported as FILE:LINE */

@@ -273,3 +273,35 @@ int ktls_install(SSL *ssl, int fd, bool is_server, uint64_t tx_seq, uint64_t rx_
 	ktls_forget(ssl);
 	return ret;
 }
+
+int ktls_send_alert(int fd, uint8_t level, uint8_t desc)
+{
+	uint8_t data[2] = { level, desc };
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))] = { 0 };
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_SET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+	*CMSG_DATA(cm) = 21;	/* alert */
+	return sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(data) ? 0 : -1;
+}
+
+int ktls_next_record(int fd, uint8_t *type, uint8_t *buf, size_t len, bool peek)
+{
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))] = { 0 };
+	struct iovec iov = { buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+
+	if (n < 0)
+		return -1;
+	*type = 23;
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+			*type = *CMSG_DATA(cm);
+	return (int)n;
+}

@@ -28,4 +28,10 @@ void ktls_forget(SSL *ssl);
 /* Both directions, then wipe. */
 int ktls_install(SSL *ssl, int fd, bool is_server, uint64_t tx_seq, uint64_t rx_seq, const char **why);
 
+/* Send a TLS alert record through kTLS TX (close_notify: 1, 0). */
+int ktls_send_alert(int fd, uint8_t level, uint8_t desc);
+/* Read (or peek at) the next record of a kTLS RX socket, without blocking:
+ * its content type in *type, its bytes in @buf. Returns the length, or -1. */
+int ktls_next_record(int fd, uint8_t *type, uint8_t *buf, size_t len, bool peek);
+
 #endif

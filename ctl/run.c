@@ -83,6 +83,8 @@ void cx_free(struct daemon *d, struct cx *c)
 		SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->held)
+		d->n_held--;
 	if (c->in_slot) {
 		d->n_handshakes--;
 		d->dequeue = true;	/* not from here: callers walk the table */
@@ -188,6 +190,8 @@ void cx_lookup_all(struct daemon *d)
 			}
 			if (c->closing)
 				cx_close(d, c);
+			else if (c->adopt)
+				on_adopt(d, c);
 			else if (c->cli)
 				cli_on_fd(d, c);
 			else if (c->kick)
@@ -266,6 +270,12 @@ static int on_event(void *ctx, void *data, size_t size)
 		if (c && c->state == CX_HANDSHAKE)
 			srv_on_wake(d, c);
 		break;
+	case EV_APP_CLOSE:
+		on_app_close(d, cx_find(d, e->cookie));
+		break;
+	case EV_RX_RECORD:
+		on_rx_record(d, cx_find(d, e->cookie));
+		break;
 	}
 	return 0;
 }
@@ -315,7 +325,7 @@ static int timers(struct daemon *d)
 		for (; c; c = nx) {
 			nx = c->next;
 			if (c->deadline && now >= c->deadline) {
-				if (c->closing)	/* the application never took it */
+				if (c->closing || c->adopt)	/* the application is gone */
 					cx_free(d, c);
 				else if (c->cli)
 					cli_on_timeout(d, c);
@@ -337,6 +347,9 @@ static int timers(struct daemon *d)
 		}
 	if (d->lookup_pending && d->last_scan + 5000000ull < next)
 		next = d->last_scan + 5000000ull;
+	/* The backstop for a close that close_watch could not see. */
+	if (d->n_held && d->last_held_scan + 2000000000ull < next)
+		next = d->last_held_scan + 2000000000ull;
 	return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
 }
 
@@ -477,6 +490,7 @@ int do_run(int argc, char **argv)
 	if (d->fds.prog_guard < 0)
 		log_warn("no read guard on this kernel (BPF LSM refused): an application that reads without "
 			 "waiting for readiness can take handshake bytes; see LIMITATIONS in rpctls(8)");
+	adopt_existing(d);
 	log_info("controller started, pid %d, configuration %s: %d served port(s), policy %s, %s; %d destination(s)",
 		 getpid(), d->conf.path, d->conf.n_srv_ports,
 		 d->conf.srv_policy == RPCTLS_POLICY_REQUIRED ? "required" : "optional",
@@ -512,8 +526,11 @@ int do_run(int argc, char **argv)
 			d->dequeue = false;
 			srv_slot_freed(d);
 		}
+		if (d->held_check || (d->n_held && now_mono_ns() - d->last_held_scan >= 2000000000ull))
+			held_scan(d);
 	}
 	log_info("controller stopping");
+	held_scan(d);	/* what the applications closed gets its close_notify */
 	__atomic_store_n(&d->stopping, true, __ATOMIC_RELAXED);
 	pthread_join(hb, NULL);
 	heartbeat(d, false);
@@ -522,7 +539,7 @@ int do_run(int argc, char **argv)
 		while (d->tab[i]) {
 			struct cx *x = d->tab[i];
 
-			if (x->fd >= 0 && x->state == CX_HANDSHAKE)
+			if ((x->fd >= 0 && x->state == CX_HANDSHAKE) || (x->cli && x->state != CX_DONE))
 				cx_refuse(d, x, RS_NO_CONTROLLER, "the controller is stopping");
 			else
 				cx_free(d, x);

@@ -395,10 +395,9 @@ static void finished(struct daemon *d, struct cx *c)
 		 flags & CONN_F_VERIFIED ? " (verified)" : "", t);
 	SSL_free(c->ssl);
 	c->ssl = NULL;
-	close(c->fd);
-	c->fd = -1;
 	c->state = CX_DONE;
 	c->deadline = 0;
+	ktls_hold(d, c);
 	c->in_slot = false;
 	d->n_handshakes--;
 	d->dequeue = true;

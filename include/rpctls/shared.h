@@ -70,6 +70,7 @@ enum rpctls_phase {
 #define CONN_F_CTL_SEEN		(1u << 5)	/* the controller knows this one */
 #define CONN_F_IPV6		(1u << 6)
 #define CONN_F_BLIND		(1u << 7)	/* SO_RCVLOWAT raised at establishment */
+#define CONN_F_HELD		(1u << 8)	/* kTLS: the controller holds a duplicate */
 
 /* Key of the sockhash and of conns: the socket cookie. */
 struct conn {
@@ -114,6 +115,9 @@ enum rpctls_reason {
 	RS_CERT,		/* client: server certificate refused */
 	RS_NO_ALPN,		/* client: server did not answer ALPN sunrpc */
 	RS_HOLD_LIMIT,		/* client: the application sent too much before TLS */
+	RS_PEER_ALERT,		/* kTLS: a fatal alert from the peer */
+	RS_KEYUPDATE,		/* kTLS: a KeyUpdate this kernel cannot follow */
+	RS_REVOKED,		/* the peer's certificate was revoked (new CRL) */
 	RS__MAX,
 };
 
@@ -193,6 +197,8 @@ enum rpctls_ev_type {
 	EV_REFUSE,		/* BPF refused the connection: reason in conn */
 	EV_STATE,		/* TCP state change of a known connection */
 	EV_WAKE,		/* data arrived on a socket the controller watches */
+	EV_APP_CLOSE,		/* the application closed a descriptor of a held kTLS socket */
+	EV_RX_RECORD,		/* the application's read of a kTLS socket met a non-data record */
 };
 
 /* An event; EV_DATA events are followed by len bytes of data. */

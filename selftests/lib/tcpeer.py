@@ -4,7 +4,8 @@
   tcpeer.py echo PORT [--host H] [--ready FILE] [--log FILE]
       accept connections forever; echo every byte back on each (waiting in
       select() before each read, as RPC servers do); --log appends every
-      chunk received, in hex, to FILE
+      chunk received, in hex, to FILE; a chunk holding CLOSE-NOW closes the
+      connection instead of being echoed
   tcpeer.py talk HOST PORT HEX... [--hold SECS] [--gap SECS]
       connect, then for each HEX: send it and print what comes back (hex),
       one line per exchange; "-" if nothing came within 2 s, "EOF" at end of
@@ -52,6 +53,8 @@ def echo(args):
                 if log:
                     log.write(d.hex() + "\n")
                     log.flush()
+                if b"CLOSE-NOW" in d:
+                    break
                 c.setblocking(True)
                 c.sendall(d)
                 c.setblocking(False)

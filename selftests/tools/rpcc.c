@@ -24,6 +24,10 @@
  *     --marker TEXT         put TEXT in each null call's arguments (to look for
  *                           it in a capture)
  *     --hold SECS           keep each connection open SECS after its calls
+ *     --gap MS              wait MS between calls
+ *     --no-reply            do not wait for replies
+ *     --end HOW             wait | close-notify | keyupdate | alert: see
+ *                           end_connection()
  * Prints "ok CONNS CALLS" and exits 0 when every call of every connection got
  * its reply, in order; otherwise prints what failed and exits 1.
  * Special modes (bad input for the server, each connection on its own):
@@ -40,25 +44,29 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/tls.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "rpctls/parse.h"
+#include "ktls.h"
 
 enum kind { K_NULL, K_PMAP_DUMP, K_RPCB_GETADDR, K_NFS3_NULL, K_NFS4_NULL, K_NFS4_GETATTR };
 
 static struct {
 	const char *host, *port, *ca, *name, *cert, *key, *raw_first, *after_probe, *marker;
-	bool tls, gnutls, pipeline, coalesce, tls12, any_order;
-	uint32_t prog, vers, count, conns, bytes, hold;
+	bool tls, gnutls, pipeline, coalesce, tls12, any_order, no_reply;
+	uint32_t prog, vers, count, conns, bytes, hold, gap_ms;
+	const char *end_how;	/* --end: how to finish the connection */
 	enum kind kind;
 } o = { .prog = 100000, .vers = 4, .count = 1, .conns = 1 };
 
@@ -396,6 +404,7 @@ static int start_tls(int id, struct tp *t, const uint8_t *first, uint32_t flen, 
 		return 0;
 	}
 	t->ssl = SSL_new(octx);
+	ktls_ssl_prepare(t->ssl);
 	set_verify_name(t->ssl);
 	if (o.coalesce) {
 		*first_sent = true;
@@ -406,6 +415,84 @@ static int start_tls(int id, struct tp *t, const uint8_t *first, uint32_t flen, 
 		return fail(id, "TLS handshake: %s (verify: %s)", ERR_error_string(ERR_get_error(), NULL),
 			    X509_verify_cert_error_string(SSL_get_verify_result(t->ssl))), -1;
 	return 0;
+}
+
+/* How the peer ended the connection: "close_notify" then EOF, or "EOF"
+ * (no close_notify), or "RST", or "TIMEOUT" (nothing in 10 s). */
+static const char *peer_end(struct tp *t)
+{
+	struct pollfd pf = { .fd = t->fd, .events = POLLIN };
+	uint8_t b[4096];
+	int r;
+
+	for (;;) {
+		if (poll(&pf, 1, 10000) <= 0)
+			return "TIMEOUT";
+		if (t->ssl) {
+			r = SSL_read(t->ssl, b, sizeof(b));
+			if (r > 0)
+				continue;
+			if (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN)
+				return "close_notify";
+			return errno == ECONNRESET ? "RST" : "EOF";
+		}
+		r = (int)recv(t->fd, b, sizeof(b), 0);
+		if (r > 0)
+			continue;
+		return r == 0 ? "EOF" : errno == ECONNRESET ? "RST" : "error";
+	}
+}
+
+/*
+ * --end HOW, once the calls are done:
+ *   wait         wait for the server to end it; print how (its application
+ *                closes when it reads "CLOSE-NOW", see tcpeer.py)
+ *   close-notify send close_notify, print how the server answered
+ *   keyupdate    send a KeyUpdate and one more call; print what happened
+ *   alert        send a fatal alert (internal_error) through kTLS
+ */
+static void end_connection(int id, struct tp *t)
+{
+	if (!t->ssl) {
+		fail(id, "--end needs --tls");
+		return;
+	}
+	if (!strcmp(o.end_how, "wait")) {
+		printf("server ended with %s\n", peer_end(t));
+	} else if (!strcmp(o.end_how, "close-notify")) {
+		SSL_shutdown(t->ssl);
+		printf("server answered %s\n", peer_end(t));
+	} else if (!strcmp(o.end_how, "keyupdate")) {
+		uint8_t call[RPC_PROBE_LEN];
+
+		SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED);
+		rpc_build_probe(call, 0x4b55, o.prog, o.vers);
+		put_be32(call + 28, AUTH_NONE);
+		SSL_write(t->ssl, call, sizeof(call));
+		printf("after KeyUpdate: %s\n", peer_end(t));
+	} else if (!strcmp(o.end_how, "alert")) {
+		const char *why;
+
+		/* TX only: our records so far are the calls. */
+		if (ktls_install_one(t->ssl, t->fd, false, TLS_TX, o.count, &why)) {
+			fail(id, "kTLS on the client: %s", why);
+			return;
+		}
+		SSL_set_quiet_shutdown(t->ssl, 1);
+		ktls_send_alert(t->fd, 2, 80);	/* fatal, internal_error */
+		{
+			uint8_t b[64];
+			struct pollfd pf = { .fd = t->fd, .events = POLLIN };
+			int r = poll(&pf, 1, 10000) > 0 ? (int)recv(t->fd, b, sizeof(b), 0) : -2;
+
+			printf("after our fatal alert: %s\n", r == 0 ? "EOF" : r == -2 ? "TIMEOUT" :
+			       r < 0 && errno == ECONNRESET ? "RST" : r < 0 ? strerror(errno) : "DATA");
+		}
+		SSL_free(t->ssl);
+		t->ssl = NULL;
+	} else {
+		fail(id, "unknown --end %s", o.end_how);
+	}
 }
 
 /* After STARTTLS, misbehave: "garbage" instead of a ClientHello, "stall"
@@ -470,8 +557,10 @@ static void *conn_main(void *arg)
 			fail(id, "send of call %u failed", i);
 			goto out;
 		}
-		if (o.pipeline && i + 1 < o.count)
+		if ((o.pipeline && i + 1 < o.count) || o.no_reply)
 			continue;
+		if (o.gap_ms)
+			usleep(o.gap_ms * 1000);
 		for (uint32_t j = o.pipeline ? 0 : i; j <= i; j++) {
 			uint32_t want = base + j;
 
@@ -495,6 +584,8 @@ static void *conn_main(void *arg)
 	}
 	if (o.hold)
 		sleep(o.hold);
+	if (o.end_how)
+		end_connection(id, t);
 out:
 	if (t->ssl) {
 		SSL_shutdown(t->ssl);
@@ -547,7 +638,9 @@ int main(int argc, char **argv)
 		{ "conns", required_argument, NULL, 'M' }, { "bytes", required_argument, NULL, 'B' },
 		{ "raw-first", required_argument, NULL, 'R' }, { "tls12", no_argument, NULL, '2' },
 		{ "after-probe", required_argument, NULL, 'A' }, { "marker", required_argument, NULL, 'm' },
-		{ "hold", required_argument, NULL, 'H' }, { "any-order", no_argument, NULL, 'O' }, {}
+		{ "hold", required_argument, NULL, 'H' }, { "any-order", no_argument, NULL, 'O' },
+		{ "end", required_argument, NULL, 'E' }, { "gap", required_argument, NULL, 'G' },
+		{ "no-reply", no_argument, NULL, 'Z' }, {}
 	};
 	pthread_t *th;
 	int c;
@@ -573,6 +666,9 @@ int main(int argc, char **argv)
 		case 'm': o.marker = optarg; break;
 		case 'H': o.hold = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'O': o.any_order = true; break;
+		case 'E': o.end_how = optarg; break;
+		case 'Z': o.no_reply = true; break;
+		case 'G': o.gap_ms = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'C':
 			if (!strcmp(optarg, "null")) o.kind = K_NULL;
 			else if (!strcmp(optarg, "pmap-dump")) o.kind = K_PMAP_DUMP;
@@ -586,6 +682,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	signal(SIGPIPE, SIG_IGN);
 	if (optind != argc - 2 || o.bytes > 60000 || (o.marker && strlen(o.marker) > 1000))
 		return fprintf(stderr, "usage: rpcc [options] HOST PORT (see the source)\n"), 2;
 	o.host = argv[optind];
@@ -605,6 +702,7 @@ int main(int argc, char **argv)
 		SSL_CTX_load_verify_locations(octx, o.ca, NULL);
 		SSL_CTX_set_verify(octx, SSL_VERIFY_PEER, NULL);
 	}
+	ktls_ctx_prepare(octx);
 	if (o.cert) {
 		SSL_CTX_use_certificate_chain_file(octx, o.cert);
 		SSL_CTX_use_PrivateKey_file(octx, o.key, SSL_FILETYPE_PEM);
