@@ -262,13 +262,56 @@ static int detach_legacy(const struct rpctls_fds *fds, int cgfd)
 	return n;
 }
 
+static int by_cookie(const void *a, const void *b)
+{
+	const struct sockfd_rec *x = a, *y = b;
+
+	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
+}
+
+/* Connections of the cgroup caught in the BPF phase cannot go on without
+ * it: close them cleanly. Plain and kTLS ones go on. Returns how many. */
+static int close_bpf_phase(const struct rpctls_fds *fds, uint64_t cgid)
+{
+	struct sockfd_rec *recs;
+	size_t n;
+	int closed = 0;
+
+	if (sockfd_scan(fds->prog_iter, &recs, &n))
+		return 0;
+	qsort(recs, n, sizeof(*recs), by_cookie);
+	for (size_t i = 0; i < n; i++) {
+		struct conn c;
+		int fd;
+
+		if (bpf_map_lookup_elem(fds->conns, &recs[i].cookie, &c) || c.cgroup_id != cgid ||
+		    c.phase == PH_PLAIN || c.phase == PH_KTLS || c.phase == PH_CLOSED)
+			continue;
+		if (i > 0 && recs[i - 1].cookie == recs[i].cookie)
+			continue;	/* one descriptor is enough */
+		fd = sock_take((pid_t)recs[i].tgid, (int)recs[i].fd);
+		if (fd < 0 || sock_cookie(fd) != recs[i].cookie) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		sock_close_clean(fd, (c.flags & CONN_F_BLIND) ? 1 : 0);
+		close(fd);
+		closed++;
+	}
+	free(recs);
+	return closed;
+}
+
 static void detach_usage(void)
 {
 	fprintf(stderr,
 		"Usage: rpctls detach CGROUP\n"
 		"\n"
 		"Take the rpctls programs off the cgroup. When no cgroup is left attached, every\n"
-		"pin under " RPCTLS_PIN_DIR " is removed. Connections already on kernel TLS go on.\n");
+		"pin under " RPCTLS_PIN_DIR " is removed. Connections already on kernel TLS, and those\n"
+		"left in clear text, go on; those caught in the BPF phase (probe, handshake, held\n"
+		"data) are closed cleanly.\n");
 }
 
 int do_detach(int argc, char **argv)
@@ -314,6 +357,9 @@ int do_detach(int argc, char **argv)
 		error("%s is not attached", argv[1]);
 		goto out_fds;
 	}
+	found = close_bpf_phase(&fds, cgid);
+	if (found)
+		note("%s: %d connection(s) in the BPF phase closed", argv[1], found);
 	if (attached_count(fds.attached) == 0) {
 		bpf_unpin_all();
 		note("%s: detached; no cgroup left, pins removed", argv[1]);

@@ -43,6 +43,7 @@ struct cx {
 	bool kick;			/* blind: lower SO_RCVLOWAT once accepted */
 	bool held;			/* on kTLS, our duplicate kept (lifecycle.c) */
 	bool notified;			/* our close_notify went out */
+	X509 *peer_cert;		/* kTLS: the peer's certificate, for CRLs */
 	bool adopt;			/* left on kTLS by a controller before us */
 	SSL *ssl;
 	struct ccx *cli;		/* client role */
@@ -137,6 +138,7 @@ void on_app_close(struct daemon *d, struct cx *c);
 void on_rx_record(struct daemon *d, struct cx *c);
 void adopt_existing(struct daemon *d);
 void on_adopt(struct daemon *d, struct cx *c);
+void reload(struct daemon *d);				/* SIGHUP */
 
 /* TLS contexts (tlsctx.c) */
 SSL_CTX *tls_server_ctx(const struct conf *c);	/* NULL: reported as FILE:LINE */
@@ -146,10 +148,7 @@ BIO *fd_bio_new(int fd);			/* nonblocking send/recv, never read()/write() */
 uint32_t tls_peer_info(SSL *ssl, char *subject, size_t len);
 const char *tls_err_string(void);
 
-/* sockets (sock.c) */
-int sock_take(pid_t pid, int fd);
-uint64_t sock_cookie(int fd);
-void sock_close_clean(int fd, int lowat);
+/* sockets (sock.c, with sock_take and sock_close_clean in rpctls.h) */
 bool sock_blocked_reader(pid_t pid, const int *fds, int nfds);
 int cg_dir_of(pid_t pid, char *buf, size_t len);
 int cg_freeze(const char *dir, bool on, int timeout_ms);

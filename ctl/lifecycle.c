@@ -23,6 +23,9 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "daemon.h"
 #include "ktls.h"
@@ -44,6 +47,8 @@ static void set_flag(struct daemon *d, struct cx *c, uint32_t flag, bool on)
 
 void ktls_hold(struct daemon *d, struct cx *c)
 {
+	if (c->ssl && !c->peer_cert)
+		c->peer_cert = SSL_get1_peer_certificate(c->ssl);
 	if (!held_supported() || c->fd < 0) {
 		if (c->fd >= 0)
 			close(c->fd);
@@ -226,4 +231,80 @@ void on_adopt(struct daemon *d, struct cx *c)
 		log_debug("%s: adopted, on kernel TLS, pid %d (%s)", c->name, c->pid, c->comm);
 	else
 		cx_free(d, c);
+}
+
+/* ---- SIGHUP ---- */
+
+/* Is @cert in the CRL file @path? */
+static bool revoked_in(const char *path, X509 *cert)
+{
+	X509_CRL *crl;
+	X509_REVOKED *rev;
+	bool hit = false;
+	BIO *b;
+
+	if (!path[0] || !cert)
+		return false;
+	b = BIO_new_file(path, "r");
+	if (!b)
+		return false;
+	while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL))) {
+		if (!X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) &&
+		    X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
+			hit = true;
+		X509_CRL_free(crl);
+	}
+	ERR_clear_error();
+	BIO_free(b);
+	return hit;
+}
+
+/*
+ * Read the configuration again: certificates, keys, CAs, CRLs, ports and
+ * destinations. Handshakes in progress finish with what they started with;
+ * connections on kTLS go on, but for those whose peer certificate a new CRL
+ * revokes: they are closed. A bad configuration is reported and the running
+ * one kept.
+ */
+void reload(struct daemon *d)
+{
+	struct conf nc;
+	SSL_CTX *srv = NULL, *cli = NULL;
+	int closed = 0;
+
+	conf_defaults(&nc);
+	if (conf_load(&nc, d->conf.path, false) ||
+	    (nc.srv_cert.path[0] && !(srv = tls_server_ctx(&nc))) ||
+	    (nc.cli_ca.path[0] && !(cli = tls_client_ctx(&nc)))) {
+		SSL_CTX_free(srv);
+		log_err("SIGHUP: %s has an error (above); the running configuration stays", d->conf.path);
+		return;
+	}
+	if (conf_apply_maps(&nc, &d->fds)) {
+		SSL_CTX_free(srv);
+		SSL_CTX_free(cli);
+		log_err("SIGHUP: cannot update the BPF maps; the running configuration stays");
+		return;
+	}
+	SSL_CTX_free(d->srv_ctx);
+	SSL_CTX_free(d->cli_ctx);
+	d->srv_ctx = srv;
+	d->cli_ctx = cli;
+	d->conf = nc;
+	log_level = verbose ? LOG_LVL_DEBUG : d->conf.log_level;
+	for (int i = 0; i < 4096; i++) {
+		struct cx *c = d->tab[i], *nx;
+
+		for (; c; c = nx) {
+			nx = c->next;
+			if (!c->peer_cert ||
+			    !revoked_in(c->role == RPCTLS_ROLE_SERVER ? d->conf.srv_crl.path : d->conf.cli_crl.path,
+					c->peer_cert))
+				continue;
+			cx_refuse(d, c, RS_REVOKED, "the new CRL revokes the peer's certificate");
+			closed++;
+		}
+	}
+	log_info("SIGHUP: %s reloaded: certificates, CAs and CRLs; %d connection(s) closed for a revoked "
+		 "certificate", d->conf.path, closed);
 }

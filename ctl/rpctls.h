@@ -104,6 +104,13 @@ int bpf_lock(void);		/* serialise attach/detach; returns an fd */
  * of "conns". *out is malloc'ed; returns 0 or -1 (reported). */
 int sockfd_scan(int prog_iter_fd, struct sockfd_rec **out, size_t *n);
 
+/* sockets (sock.c) */
+int sock_take(pid_t pid, int fd);		/* pidfd_getfd() */
+uint64_t sock_cookie(int fd);
+/* Abort a connection (RST to the peer, ECONNABORTED to the application),
+ * discard what is queued, put SO_RCVLOWAT back to @lowat (0: leave it). */
+void sock_close_clean(int fd, int lowat);
+
 /* cgroup v2 helpers */
 int cgroup_open(const char *path, uint64_t *id);	/* reports errors */
 

@@ -79,6 +79,7 @@ void cx_free(struct daemon *d, struct cx *c)
 		*pp = c->next;
 	if (c->cli)
 		cli_release(d, c);
+	X509_free(c->peer_cert);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	if (c->fd >= 0)
@@ -514,7 +515,7 @@ int do_run(int argc, char **argv)
 
 				while (read(d->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 					if (si.ssi_signo == SIGHUP)
-						log_info("SIGHUP: reload comes with the lifecycle work; ignored");
+						reload(d);
 					else
 						__atomic_store_n(&d->stopping, true, __ATOMIC_RELAXED);
 				}

@@ -26,6 +26,8 @@
  *     --hold SECS           keep each connection open SECS after its calls
  *     --gap MS              wait MS between calls
  *     --no-reply            do not wait for replies
+ *     --timeout SECS        for each read (default 30)
+ *     --latency             print p50, p99 and max of connect-to-first-reply
  *     --end HOW             wait | close-notify | keyupdate | alert: see
  *                           end_connection()
  * Prints "ok CONNS CALLS" and exits 0 when every call of every connection got
@@ -65,10 +67,12 @@ enum kind { K_NULL, K_PMAP_DUMP, K_RPCB_GETADDR, K_NFS3_NULL, K_NFS4_NULL, K_NFS
 static struct {
 	const char *host, *port, *ca, *name, *cert, *key, *raw_first, *after_probe, *marker;
 	bool tls, gnutls, pipeline, coalesce, tls12, any_order, no_reply;
-	uint32_t prog, vers, count, conns, bytes, hold, gap_ms;
+	uint32_t prog, vers, count, conns, bytes, hold, gap_ms, timeout_s;
+	bool latency;
 	const char *end_how;	/* --end: how to finish the connection */
 	enum kind kind;
-} o = { .prog = 100000, .vers = 4, .count = 1, .conns = 1 };
+} o = { .prog = 100000, .vers = 4, .count = 1, .conns = 1, .timeout_s = 30 };
+static double *lat_ms;	/* connect to first reply, per connection */
 
 static SSL_CTX *octx;
 static gnutls_certificate_credentials_t gcred;
@@ -136,7 +140,7 @@ static int tp_read(struct tp *t, void *b, size_t n)
 	{
 		struct pollfd pf = { .fd = t->fd, .events = POLLIN };
 
-		if (poll(&pf, 1, 30000) <= 0)
+		if (poll(&pf, 1, (int)o.timeout_s * 1000) <= 0)
 			return -1;
 	}
 	return (int)recv(t->fd, b, n, 0);
@@ -284,7 +288,7 @@ static int dial(int id)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
 	int fd, one = 1;
-	struct timeval tv = { 30, 0 };
+	struct timeval tv = { o.timeout_s, 0 };
 
 	if (getaddrinfo(o.host, o.port, &hints, &res))
 		return fail(id, "cannot resolve %s", o.host), -1;
@@ -535,7 +539,10 @@ static void *conn_main(void *arg)
 	static __thread uint8_t call[1 << 16], rep[1 << 16];
 	uint32_t base = 0x10000000u + (uint32_t)id * 0x10000u, len, n;
 	static __thread uint8_t seen[4096];
+	struct timespec t0, t1;
 	bool first_sent = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	memset(seen, 0, sizeof(seen));
 
@@ -580,6 +587,10 @@ static void *conn_main(void *arg)
 			}
 			if (check_reply(id, rep, len, want))
 				goto out;
+			if (i == 0 && j == 0 && lat_ms) {
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				lat_ms[id] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+			}
 		}
 	}
 	if (o.hold)
@@ -599,6 +610,13 @@ out:
 		close(t->fd);
 	free(t);
 	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 /* Send raw bytes first; print what the server does about it. */
@@ -640,7 +658,8 @@ int main(int argc, char **argv)
 		{ "after-probe", required_argument, NULL, 'A' }, { "marker", required_argument, NULL, 'm' },
 		{ "hold", required_argument, NULL, 'H' }, { "any-order", no_argument, NULL, 'O' },
 		{ "end", required_argument, NULL, 'E' }, { "gap", required_argument, NULL, 'G' },
-		{ "no-reply", no_argument, NULL, 'Z' }, {}
+		{ "no-reply", no_argument, NULL, 'Z' }, { "timeout", required_argument, NULL, 'T' },
+		{ "latency", no_argument, NULL, 'L' }, {}
 	};
 	pthread_t *th;
 	int c;
@@ -668,6 +687,8 @@ int main(int argc, char **argv)
 		case 'O': o.any_order = true; break;
 		case 'E': o.end_how = optarg; break;
 		case 'Z': o.no_reply = true; break;
+		case 'T': o.timeout_s = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'L': o.latency = true; break;
 		case 'G': o.gap_ms = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'C':
 			if (!strcmp(optarg, "null")) o.kind = K_NULL;
@@ -714,10 +735,24 @@ int main(int argc, char **argv)
 	if (o.cert)
 		gnutls_certificate_set_x509_key_file(gcred, o.cert, o.key, GNUTLS_X509_FMT_PEM);
 	th = calloc(o.conns, sizeof(*th));
+	if (o.latency)
+		lat_ms = calloc(o.conns, sizeof(*lat_ms));
 	for (uint32_t i = 0; i < o.conns; i++)
 		pthread_create(&th[i], NULL, conn_main, (void *)(intptr_t)i);
 	for (uint32_t i = 0; i < o.conns; i++)
 		pthread_join(th[i], NULL);
+	if (lat_ms) {
+		double v[o.conns];
+		uint32_t n = 0;
+
+		for (uint32_t i = 0; i < o.conns; i++)
+			if (lat_ms[i] > 0)
+				v[n++] = lat_ms[i];
+		qsort(v, n, sizeof(double), cmp_double);
+		if (n)
+			printf("latency ms: p50 %.1f p99 %.1f max %.1f (%u connections)\n", v[n / 2],
+			       v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], v[n - 1], n);
+	}
 	if (failures) {
 		printf("failed %d of %u connections\n", failures, o.conns);
 		return 1;

@@ -129,6 +129,23 @@ static void serve_calls(struct conn *c)
 		if (c_write(c, rep, len))
 			break;
 	}
+	/* How the client ended: "END close_notify" or "END eof" in the log. */
+	if (logpath) {
+		bool notify = c->ssl ? (SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN) != 0 : false;
+		char line[64];
+
+		snprintf(line, sizeof(line), "END %s", notify ? "close_notify" : "eof");
+		pthread_mutex_lock(&logmu);
+		{
+			FILE *f = fopen(logpath, "a");
+
+			if (f) {
+				fprintf(f, "%s\n", line);
+				fclose(f);
+			}
+		}
+		pthread_mutex_unlock(&logmu);
+	}
 }
 
 static bool tls_accept(struct conn *c)
