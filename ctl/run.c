@@ -466,6 +466,13 @@ int do_run(int argc, char **argv)
 		close(lock);
 		return error("cannot set up the client sinks"), 1;
 	}
+	/* Signals go to the signalfd only: block them before any thread. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	/* Alive only now: BPF hands out sink slots from here on. */
 	heartbeat(d, true);
 	close(lock);
@@ -473,12 +480,6 @@ int do_run(int argc, char **argv)
 		return error("cannot start the heartbeat: %s", strerror(errno)), 1;
 
 	setrlimit(RLIMIT_NOFILE, &rl);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	d->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->rb = ring_buffer__new(d->fds.events, on_event, d, NULL);
 	if (d->sigfd < 0 || !d->rb)
