@@ -409,11 +409,11 @@ static void handover(struct daemon *d, struct cx *c)
 		 c->name, c->pid, c->comm, ciph ? SSL_CIPHER_get_name(ciph) : "?",
 		 flags & CONN_F_ALPN ? "sunrpc" : "none", subject, t, held);
 	cli_release(d, c);
+	ktls_hold(d, c);	/* takes the peer certificate: SIGHUP checks it against a new CRL */
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	c->state = CX_DONE;
 	c->deadline = 0;
-	ktls_hold(d, c);
 }
 
 static void go_plain(struct daemon *d, struct cx *c, const char *answer)

@@ -393,11 +393,11 @@ static void finished(struct daemon *d, struct cx *c)
 		 c->comm, ciph ? SSL_CIPHER_get_name(ciph) : "?", flags & CONN_F_ALPN ? "sunrpc" : "none",
 		 subject[0] ? subject : "without certificate",
 		 flags & CONN_F_VERIFIED ? " (verified)" : "", t);
+	ktls_hold(d, c);	/* takes the peer certificate: SIGHUP checks it against a new CRL */
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	c->state = CX_DONE;
 	c->deadline = 0;
-	ktls_hold(d, c);
 	c->in_slot = false;
 	d->n_handshakes--;
 	d->dequeue = true;

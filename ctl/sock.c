@@ -10,11 +10,15 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,6 +50,37 @@ uint64_t sock_cookie(int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len))
 		return 0;
 	return c;
+}
+
+/*
+ * A sock_diag socket in the network namespace of @fd: SOCK_DESTROY looks the
+ * connection up in the namespace of the netlink socket, and the applications
+ * we serve often live in another one than the controller.
+ */
+static int diag_socket_for(int fd)
+{
+	int ns = ioctl(fd, SIOCGSKNS), self, nfd;
+	struct stat a, b;
+
+	if (ns < 0)
+		return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0 || fstat(ns, &a) || fstat(self, &b) || (a.st_ino == b.st_ino && a.st_dev == b.st_dev)) {
+		nfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	} else if (setns(ns, CLONE_NEWNET)) {
+		nfd = -1;
+	} else {
+		nfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+		if (setns(self, CLONE_NEWNET)) {
+			/* Sockets we create later would land in the wrong place. */
+			log_err("cannot return to the controller's network namespace: %s", strerror(errno));
+			abort();
+		}
+	}
+	if (self >= 0)
+		close(self);
+	close(ns);
+	return nfd;
 }
 
 /* Ask the kernel to abort the connection (SOCK_DESTROY): RST to the peer,
@@ -90,7 +125,7 @@ static int sock_destroy(int fd)
 	msg.req.id.idiag_cookie[0] = (uint32_t)cookie;
 	msg.req.id.idiag_cookie[1] = (uint32_t)(cookie >> 32);
 
-	nfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	nfd = diag_socket_for(fd);
 	if (nfd < 0)
 		return -1;
 	if (sendto(nfd, &msg, sizeof(msg), 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)sizeof(msg)) {

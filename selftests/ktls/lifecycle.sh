@@ -55,7 +55,7 @@ rpcc() { C "$T/rpcc" "$@"; }
 A() { (in_ns_cg $NS_C "$ccg" "$@"); }	# a subshell: in_ns_cg execs
 tls=(--tls --ca "$pki/ca.pem")
 logged_after() { # N PATTERN: a line matching after line N of the log
-	tail -n +"$(($1 + 1))" "$WORK/ctl.log" | grep -qE -- "$2"
+	tail -n +"$(($1 + 1))" "$WORK/ctl.log" | grep -E -- "$2" >/dev/null	# not -q: pipefail, SIGPIPE
 }
 mark() { wc -l < "$WORK/ctl.log"; }
 
@@ -112,18 +112,29 @@ done
 check restart-adopted logged_after 0 "found [1-9][0-9]* kTLS connection\(s\) to adopt"
 
 # ---- a reconnect storm: 1000 clients at once after the server restarts ----
+# rpcbind needs a descriptor per client, and libtirpc sizes its tables from
+# the limit it starts with: beyond 1024 it ignores new connections, and short
+# of descriptors it closes the ones that look idle (one in its handshake does).
 pkill -x rpcbind
+ulimit -Hn 8192 && ulimit -Sn 8192
 start_rpcbind "$scg"
 out=$(rpcc "${tls[@]}" --call pmap-dump --conns 1000 --timeout 600 --latency $S4 111)
-echo "$out" | tail -n 2 | sed 's/^/# storm: /'
+echo "$out" | grep -v "^conn " | sed 's/^/# storm: /'
+# Why connections failed, most frequent first.
+echo "$out" | sed -n 's/^conn [0-9]*: //p' | sed 's/[0-9][0-9.]*/N/g' | sort | uniq -c | sort -rn | head -5 |
+	sed 's/^/# storm failure: /'
 peak=$(awk '/VmHWM/ {print $2, $3}' "/proc/$ctl_pid/status")
 echo "# storm: controller peak memory (VmHWM) $peak"
-ok=$(grep -o "^ok [0-9]*" <<<"$out" | cut -d' ' -f2)
-failed=$(grep -o "^failed [0-9]*" <<<"$out" | cut -d' ' -f2)
-check "storm-1000-all-served-or-refused (${ok:-0} served, ${failed:-0} refused; $(grep latency <<<"$out" | cut -d: -f2); peak $peak)" \
-	test "$((${ok:-0} + ${failed:-0}))" = 1000
-check storm-no-garbage eval '! grep -q "malformed\|unexpected" <<<"$out"'
-check storm-most-served test "${ok:-0}" -ge 990
+if grep -q "^ok 1000 " <<<"$out"; then
+	served=1000 failed=0
+else
+	failed=$(sed -n 's/^failed \([0-9]*\) of 1000 connections.*/\1/p' <<<"$out")
+	served=$((1000 - ${failed:-1000}))
+fi
+check "storm-every-failure-has-a-reason ($served served, ${failed:-?} failed; $(grep latency <<<"$out" | cut -d: -f2); peak $peak)" \
+	test "$(grep -c "^conn [0-9]*: " <<<"$out")" = "${failed:-x}"
+check storm-no-garbage eval '! grep -q "malformed\|unexpected\|mismatch" <<<"$out"'
+check storm-most-served test "$served" -ge 990
 
 # ---- SIGHUP: a new certificate; a CRL that revokes a connected peer ----
 rpcc "${tls[@]}" --cert "$pki/client.pem" --key "$pki/client.key" --call pmap-dump --count 40 --gap 250 \

@@ -49,6 +49,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -704,6 +705,15 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (o.conns > 500) {
+		struct rlimit rl;
+
+		/* A socket per connection, and then some. */
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (optind != argc - 2 || o.bytes > 60000 || (o.marker && strlen(o.marker) > 1000))
 		return fprintf(stderr, "usage: rpcc [options] HOST PORT (see the source)\n"), 2;
 	o.host = argv[optind];
@@ -754,7 +764,7 @@ int main(int argc, char **argv)
 			       v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], v[n - 1], n);
 	}
 	if (failures) {
-		printf("failed %d of %u connections\n", failures, o.conns);
+		printf("failed %d of %u connections (%u served)\n", failures, o.conns, o.conns - (uint32_t)failures);
 		return 1;
 	}
 	printf("ok %u %u\n", o.conns, o.conns * o.count);
