@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -269,13 +270,20 @@ static int by_cookie(const void *a, const void *b)
 	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
 }
 
-/* Connections of the cgroup caught in the BPF phase cannot go on without
- * it: close them cleanly. Plain and kTLS ones go on. Returns how many. */
+/*
+ * Connections of the cgroup caught in the BPF phase cannot go on without it:
+ * close them cleanly. Plain and kTLS ones go on, and so does one under
+ * "optional" that has not sent its first bytes yet: without rpctls it is a
+ * plain connection (made visible again if it was kept blind). Returns how
+ * many were closed.
+ */
 static int close_bpf_phase(const struct rpctls_fds *fds, uint64_t cgid)
 {
 	struct sockfd_rec *recs;
 	size_t n;
-	int closed = 0;
+	int closed = 0, one = 1;
+	struct ctl_state cs;
+	bool unseen, ctl_up = controller_state(fds->ctl, &cs);
 
 	if (sockfd_scan(fds->prog_iter, &recs, &n))
 		return 0;
@@ -289,10 +297,20 @@ static int close_bpf_phase(const struct rpctls_fds *fds, uint64_t cgid)
 			continue;
 		if (i > 0 && recs[i - 1].cookie == recs[i].cookie)
 			continue;	/* one descriptor is enough */
+		/* Unseen under "optional": a running controller still serves it
+		 * (it stays in the sockhash); without one it is plain. */
+		unseen = c.phase == PH_AWAIT_PROBE && c.policy == RPCTLS_POLICY_OPTIONAL;
+		if (unseen && (!(c.flags & CONN_F_BLIND) || ctl_up))
+			continue;
 		fd = sock_take((pid_t)recs[i].tgid, (int)recs[i].fd);
 		if (fd < 0 || sock_cookie(fd) != recs[i].cookie) {
 			if (fd >= 0)
 				close(fd);
+			continue;
+		}
+		if (unseen) {
+			setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+			close(fd);
 			continue;
 		}
 		sock_close_clean(fd, (c.flags & CONN_F_BLIND) ? 1 : 0);

@@ -103,6 +103,8 @@ int bpf_lock(void);		/* serialise attach/detach; returns an fd */
 /* Run the iter/task_file program: every (process, fd) that holds a socket
  * of "conns". *out is malloc'ed; returns 0 or -1 (reported). */
 int sockfd_scan(int prog_iter_fd, struct sockfd_rec **out, size_t *n);
+/* Is a controller running (pid alive, heartbeat fresh)? Fills @cs. */
+bool controller_state(int ctl_fd, struct ctl_state *cs);
 
 /* sockets (sock.c) */
 int sock_take(pid_t pid, int fd);		/* pidfd_getfd() */

@@ -124,7 +124,7 @@ static void show_cgroups(struct jw *w, int attached_fd)
 }
 
 /* Controller state from "ctl": pid and whether it is alive. */
-static bool controller(int ctl_fd, struct ctl_state *cs)
+bool controller_state(int ctl_fd, struct ctl_state *cs)
 {
 	__u32 zero = 0;
 
@@ -169,7 +169,7 @@ int do_status(int argc, char **argv)
 		bpf_close_fds(&fds);
 		return 1;
 	}
-	alive = controller(fds.ctl, &cs);
+	alive = controller_state(fds.ctl, &cs);
 
 	if (json_output) {
 		w = jw_new(stdout, pretty_output);
@@ -244,11 +244,22 @@ static int cmp_rec(const void *a, const void *b)
 	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
 }
 
-static const struct sockfd_rec *owner_of(const struct sockfd_rec *recs, size_t n, uint64_t cookie)
+/* The application that holds the socket: not the controller, which keeps a
+ * duplicate of each kTLS connection (for its close_notify). */
+static const struct sockfd_rec *owner_of(const struct sockfd_rec *recs, size_t n, uint64_t cookie,
+					 uint32_t ctl_tgid)
 {
 	struct sockfd_rec key = { .cookie = cookie };
+	const struct sockfd_rec *r = n ? bsearch(&key, recs, n, sizeof(*recs), cmp_rec) : NULL, *end = recs + n;
 
-	return n ? bsearch(&key, recs, n, sizeof(*recs), cmp_rec) : NULL;
+	if (!r)
+		return NULL;
+	while (r > recs && r[-1].cookie == cookie)
+		r--;
+	for (const struct sockfd_rec *x = r; x < end && x->cookie == cookie; x++)
+		if (x->tgid != ctl_tgid)
+			return x;
+	return r;
 }
 
 static void flags_str(char *buf, size_t len, uint32_t f)
@@ -266,6 +277,7 @@ int do_conns(int argc, char **argv)
 	__u64 key, next;
 	void *prev = NULL;
 	struct conn c;
+	struct ctl_state cs;
 	uint64_t now = now_mono_ns();
 	int r;
 
@@ -284,6 +296,7 @@ int do_conns(int argc, char **argv)
 		return error("rpctls is not loaded"), 1;
 	if (r)
 		return 1;
+	controller_state(fds.ctl, &cs);
 	if (sockfd_scan(fds.prog_iter, &recs, &nrecs) == 0)
 		qsort(recs, nrecs, sizeof(*recs), cmp_rec);
 
@@ -302,7 +315,7 @@ int do_conns(int argc, char **argv)
 		prev = &key;
 		if (bpf_map_lookup_elem(fds.conns, &key, &c))
 			continue;
-		o = owner_of(recs, nrecs, key);
+		o = owner_of(recs, nrecs, key, cs.ctl_tgid);
 		fmt_addr(la, sizeof(la), c.laddr, c.lport);
 		fmt_addr(ra, sizeof(ra), c.raddr, c.rport);
 		fmt_duration(age, sizeof(age), now > c.est_ns ? now - c.est_ns : 0);
