@@ -90,7 +90,7 @@ demo: all
 	$(Q)selftests/vm/run --timeout 900 -- selftests/demo.sh $(BUILD)
 
 bench: all
-	$(Q)selftests/vm/run --timeout 3600 -- selftests/bench/run $(BUILD)
+	$(Q)selftests/bench/run --build $(BUILD)
 
 install: $(BUILD)/rpctls
 	install -D -m 0755 $(BUILD)/rpctls $(DESTDIR)$(PREFIX)/sbin/rpctls

@@ -13,7 +13,11 @@
  *   rpcbench connect HOST PORT [options] [--count N | --seconds S]
  *       --conns threads, each connecting, (probing, shaking hands), making
  *       one NULL call and closing, again and again; prints
- *       "n=N secs=S rate=N/s p50=MS p99=MS" of connect() to the reply
+ *       "n=N secs=S rate=N/s p50=MS p99=MS" of connect() to the reply;
+ *       --once: each thread one connection, all at once (a storm)
+ *   rpcbench idle HOST PORT [options] --conns N --seconds S
+ *       opens N connections, one call on each, prints "open N", then keeps
+ *       them idle for S seconds
  *
  * Options:
  *   --tls MODE        none (default) | openssl (userspace TLS) | ktls
@@ -54,7 +58,7 @@ enum tls_mode { T_NONE, T_OPENSSL, T_KTLS };
 static struct {
 	const char *host, *port, *cert, *key, *ca, *ready, *suites;
 	enum tls_mode tls;
-	bool no_probe;
+	bool no_probe, once;
 	uint32_t conns, size, depth, seconds, count;
 } o = { .conns = 1, .size = 40, .depth = 1, .seconds = 5, .suites = "TLS_AES_128_GCM_SHA256" };
 
@@ -489,10 +493,32 @@ static void *connect_loop(void *arg)
 				stop = true;
 		}
 		pthread_mutex_unlock(&mu);
+		if (o.once)
+			break;
 	}
 	free(call);
 	free(io.buf);
 	return NULL;
+}
+
+static int idle(void)
+{
+	struct io *io = calloc(o.conns, sizeof(*io));
+	uint32_t len;
+	uint8_t *call = build_call(0, &len);
+
+	for (uint32_t i = 0; i < o.conns; i++) {
+		io[i].buf = malloc(RBUF);
+		if (client_open(&io[i]) || call_once(&io[i], call, len, 0x40000000u + i))
+			return fprintf(stderr, "rpcbench: connection %u failed\n", i), 1;
+		/* Idle connections do not keep a read buffer. */
+		free(io[i].buf);
+		io[i].buf = NULL;
+	}
+	printf("open %u\n", o.conns);
+	fflush(stdout);
+	sleep(o.seconds);
+	return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -516,7 +542,10 @@ static int run_clients(bool load)
 	pthread_barrier_wait(&start);
 	t_start = now_s();
 	cpu0 = cpu_busy_s();
-	if (o.count && !load) {
+	if (o.once) {
+		for (uint32_t i = 0; i < o.conns; i++)
+			pthread_join(th[i], NULL);
+	} else if (o.count && !load) {
 		while (!stop && now_s() - t_start < 3600)
 			usleep(10000);
 	} else {
@@ -525,7 +554,7 @@ static int run_clients(bool load)
 	stop = true;
 	secs = now_s() - t_start;
 	cpu0 = cpu_busy_s() - cpu0;
-	for (uint32_t i = 0; i < o.conns; i++)
+	for (uint32_t i = 0; i < o.conns && !o.once; i++)
 		pthread_join(th[i], NULL);
 	if (failures) {
 		fprintf(stderr, "rpcbench: %llu connection(s) failed\n", (unsigned long long)failures);
@@ -547,7 +576,8 @@ static int run_clients(bool load)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: rpcbench serve PORT | load HOST PORT | connect HOST PORT [options]; see the source\n");
+	fprintf(stderr, "usage: rpcbench serve PORT | load HOST PORT | connect HOST PORT | idle HOST PORT [options];\n"
+			"       see the head of selftests/bench/rpcbench.c\n");
 	return 2;
 }
 
@@ -560,6 +590,7 @@ int main(int argc, char **argv)
 		{ "conns", required_argument, NULL, 'n' },   { "size", required_argument, NULL, 's' },
 		{ "depth", required_argument, NULL, 'd' },   { "seconds", required_argument, NULL, 'T' },
 		{ "count", required_argument, NULL, 'N' },   { "ready", required_argument, NULL, 'r' },
+		{ "once", no_argument, NULL, 'O' },
 		{}
 	};
 	const char *cmd;
@@ -589,6 +620,7 @@ int main(int argc, char **argv)
 		case 'T': o.seconds = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'N': o.count = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'r': o.ready = optarg; break;
+		case 'O': o.once = true; break;
 		default: return usage();
 		}
 	}
@@ -611,11 +643,13 @@ int main(int argc, char **argv)
 		}
 		return serve();
 	}
-	if ((!strcmp(cmd, "load") || !strcmp(cmd, "connect")) && optind == argc - 2) {
+	if ((!strcmp(cmd, "load") || !strcmp(cmd, "connect") || !strcmp(cmd, "idle")) && optind == argc - 2) {
 		o.host = argv[optind];
 		o.port = argv[optind + 1];
 		if (o.tls != T_NONE && !(ctx = make_ctx(false)))
 			return ERR_print_errors_fp(stderr), 1;
+		if (!strcmp(cmd, "idle"))
+			return idle();
 		return run_clients(!strcmp(cmd, "load"));
 	}
 	return usage();

@@ -92,10 +92,14 @@ start_ganesha() {
 }
 
 # The controller with configuration file $1; log in $WORK/ctl.log.
+# Ready when this controller, not an earlier one in the same log, says so.
+ctl_starts() { grep -c "controller started" "$WORK/ctl.log" 2>/dev/null || true; }
 start_ctl() {
+	local n0
+	n0=$(ctl_starts)
 	bg ctl "$RPCTLS" run -c "$1" -v > /dev/null
 	ctl_pid=${env_pids[-1]}
-	wait_for 20 grep -q "controller started" "$WORK/ctl.log"
+	wait_for 20 eval '[ "$(ctl_starts)" -gt "'"$n0"'" ]'
 }
 
 stop_ctl() {
