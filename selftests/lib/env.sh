@@ -93,7 +93,7 @@ start_ganesha() {
 
 # The controller with configuration file $1; log in $WORK/ctl.log.
 # Ready when this controller, not an earlier one in the same log, says so.
-ctl_starts() { grep -c "controller started" "$WORK/ctl.log" 2>/dev/null || true; }
+ctl_starts() { cat "$WORK/ctl.log" 2>/dev/null | grep -c "controller started"; }
 start_ctl() {
 	local n0
 	n0=$(ctl_starts)
