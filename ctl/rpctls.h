@@ -112,6 +112,8 @@ uint64_t sock_cookie(int fd);
 /* Abort a connection (RST to the peer, ECONNABORTED to the application),
  * discard what is queued, put SO_RCVLOWAT back to @lowat (0: leave it). */
 void sock_close_clean(int fd, int lowat);
+/* Take the socket filter (rx_notify) off: 0 or -1 with errno. */
+int sock_filter_detach(int fd);
 
 /* cgroup v2 helpers */
 int cgroup_open(const char *path, uint64_t *id);	/* reports errors */

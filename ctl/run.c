@@ -136,7 +136,7 @@ void cx_close(struct daemon *d, struct cx *c)
 		return;
 	}
 	if (c->filter_on)
-		setsockopt(c->fd, SOL_SOCKET, SO_DETACH_BPF, NULL, 0);
+		sock_filter_detach(c->fd);
 	sock_close_clean(c->fd, c->lowat_raised ? c->saved_lowat : 0);
 	cx_free(d, c);
 }

@@ -356,7 +356,9 @@ static int handover(struct daemon *d, struct cx *c, const char **why)
 	c->lowat_raised = false;
 	if (frozen)
 		cg_freeze(cg, false, 0);
-	setsockopt(c->fd, SOL_SOCKET, SO_DETACH_BPF, NULL, 0);
+	/* Else it would wake us for every record the application receives. */
+	if (sock_filter_detach(c->fd))
+		log_warn("%s: cannot take the wake-up filter off: %s", c->name, strerror(errno));
 	c->filter_on = false;
 	return 0;
 }

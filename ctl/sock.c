@@ -153,6 +153,14 @@ static void sock_drain(int fd)
 			break;
 }
 
+/* setsockopt() wants an int even where it reads none (EINVAL otherwise). */
+int sock_filter_detach(int fd)
+{
+	int unused = 0;
+
+	return setsockopt(fd, SOL_SOCKET, SO_DETACH_BPF, &unused, sizeof(unused));
+}
+
 /*
  * End a connection rpctls refuses or cannot carry, so that the application
  * sees an error or an end of file and never a byte that was not meant for it:

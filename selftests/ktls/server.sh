@@ -54,6 +54,14 @@ done
 check rpctls-probe-dump C "$RPCTLS" probe $S4:111 --ca "$PKI/ca.pem" --calls 2 --dump
 check rpctls-probe-v6 C "$RPCTLS" probe "[$S6]:2049" --prog 100003 --vers 4 --ca "$PKI/ca.pem" --calls 1
 check logged-outcome ctl_logged "pid [0-9]+ \(rpcbind\): TLSv1.3 TLS_AES_[0-9]+_GCM_SHA[0-9]+, ALPN sunrpc, .* on kernel TLS"
+# After the hand-over the controller's wake-up filter is off the socket: 200
+# calls on kernel TLS do not run it 200 times (the handshake takes a few).
+notify_runs() { bpftool -j prog show pinned /sys/fs/bpf/rpctls/progs/rx_notify | jget "d.get('run_cnt', 0)"; }
+sysctl -qw kernel.bpf_stats_enabled=1
+n0=$(notify_runs)
+check ktls-200-calls rpcc "${tls[@]}" --count 200 $S4 2049 --call nfs4-null
+check wake-filter-off-after-handover eval '[ $(( $(notify_runs) - n0 )) -lt 30 ]'
+sysctl -qw kernel.bpf_stats_enabled=0
 # A connection that stays: rpctls conns and the kernel's own view of it.
 rpcc "${tls[@]}" --call pmap-dump --hold 4 $S4 111 > /dev/null &
 held=$!
