@@ -27,6 +27,7 @@ void conf_defaults(struct conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->log_level = LOG_LVL_INFO;
+	c->hs_threads = -1;		/* auto: one per CPU */
 	c->srv_policy = RPCTLS_POLICY_OPTIONAL;
 	c->cli_policy = RPCTLS_POLICY_REQUIRED;
 	c->client_cert = CC_NONE;
@@ -282,6 +283,18 @@ static int keyval(struct ctx *x, const char *k, char *v)
 					return 0;
 				}
 			return bad(x, "log_level '%s': expected error, warning, info or debug", v);
+		}
+		if (!strcmp(k, "handshake_threads")) {
+			uint32_t n;
+
+			if (!strcmp(v, "auto")) {
+				c->hs_threads = -1;
+				return 0;
+			}
+			if (parse_uint(x, "handshake_threads (or auto)", v, 0, 64, &n))
+				return -1;
+			c->hs_threads = (int)n;
+			return 0;
 		}
 		break;
 	case SEC_SERVER:

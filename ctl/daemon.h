@@ -47,6 +47,16 @@ struct cx {
 	bool adopt;			/* left on kTLS by a controller before us */
 	SSL *ssl;
 	struct ccx *cli;		/* client role */
+	/* server: a handshake step on a worker thread (hspool.c) */
+	bool busy;			/* a worker has it: the loop leaves its SSL alone */
+	bool doomed;			/* freed while busy: released when it comes back */
+	bool wake_again;		/* bytes arrived while busy */
+	struct cx *pool_next;
+	struct {
+		int r, e, err_no;
+		unsigned long err;
+		char errstr[256];
+	} hs;				/* the step's outcome */
 };
 
 /* The client side of a connection (client.c). */
@@ -101,7 +111,8 @@ struct daemon {
 /* cx table (run.c) */
 struct cx *cx_find(struct daemon *d, uint64_t cookie);
 struct cx *cx_add(struct daemon *d, uint64_t cookie);
-void cx_free(struct daemon *d, struct cx *c);
+void cx_free(struct daemon *d, struct cx *c);	/* deferred while c->busy */
+void cx_release(struct cx *c);			/* the memory, once unlinked */
 void cx_set_phase(struct daemon *d, struct cx *c, int phase);
 void cx_close(struct daemon *d, struct cx *c);
 /* End a connection with a logged reason; counts it. */
@@ -116,6 +127,7 @@ void srv_kick(struct daemon *d, struct cx *c);		/* accepted: let BPF see the byt
 void srv_on_data(struct daemon *d, struct cx *c, const uint8_t *data, uint32_t len);
 void srv_on_fd(struct daemon *d, struct cx *c);		/* descriptor found */
 void srv_on_wake(struct daemon *d, struct cx *c);	/* bytes arrived, or a retry is due */
+void srv_accept_result(struct daemon *d, struct cx *c);	/* after an SSL_accept step (c->hs) */
 void srv_on_timeout(struct daemon *d, struct cx *c);
 void srv_slot_freed(struct daemon *d);
 
@@ -129,6 +141,14 @@ void cli_on_sink(struct daemon *d, uint32_t slot);	/* the application sent */
 void cli_on_timeout(struct daemon *d, struct cx *c);
 void cli_release(struct daemon *d, struct cx *c);	/* give its slot back */
 #define EPOLL_SINK_BASE 16				/* epoll data.u32 of slot 0 */
+
+/* server handshakes on worker threads (hspool.c) */
+#define EPOLL_POOL 3					/* epoll data.u32 of its eventfd */
+int hs_pool_start(struct daemon *d, int n);		/* n < 0: one per CPU; 0: none */
+bool hs_pool_on(void);
+void hs_pool_submit(struct cx *c);
+void hs_pool_collect(struct daemon *d);
+void hs_pool_stop(struct daemon *d);
 
 /* after the hand-over (lifecycle.c) */
 bool held_supported(void);

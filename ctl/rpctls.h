@@ -150,6 +150,7 @@ struct conf_path {
 struct conf {
 	char path[512];		/* the file read, "" when none */
 	int log_level;
+	int hs_threads;			/* server handshake workers; -1: one per CPU */
 	/* [server] */
 	uint16_t srv_ports[CONF_MAX_PORTS];
 	int n_srv_ports;

@@ -79,11 +79,6 @@ void cx_free(struct daemon *d, struct cx *c)
 		*pp = c->next;
 	if (c->cli)
 		cli_release(d, c);
-	X509_free(c->peer_cert);
-	if (c->ssl)
-		SSL_free(c->ssl);
-	if (c->fd >= 0)
-		close(c->fd);
 	if (c->held)
 		d->n_held--;
 	if (c->in_slot) {
@@ -91,6 +86,20 @@ void cx_free(struct daemon *d, struct cx *c)
 		d->dequeue = true;	/* not from here: callers walk the table */
 	}
 	d->n_cx--;
+	if (c->busy) {		/* a worker is in SSL_accept(): when it is back */
+		c->doomed = true;
+		return;
+	}
+	cx_release(c);
+}
+
+void cx_release(struct cx *c)
+{
+	X509_free(c->peer_cert);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c);
 }
 
@@ -268,8 +277,12 @@ static int on_event(void *ctx, void *data, size_t size)
 		break;
 	case EV_WAKE:
 		c = cx_find(d, e->cookie);
-		if (c && c->state == CX_HANDSHAKE)
+		if (c && c->state == CX_HANDSHAKE) {
+			/* Fresh bytes: if they are not queued yet, the next
+			 * look is a millisecond away, not a backed-off one. */
+			c->retry_ms = 0;
 			srv_on_wake(d, c);
+		}
 		break;
 	case EV_APP_CLOSE:
 		on_app_close(d, cx_find(d, e->cookie));
@@ -325,6 +338,8 @@ static int timers(struct daemon *d)
 
 		for (; c; c = nx) {
 			nx = c->next;
+			if (c->busy)	/* looked at again when the worker is done */
+				continue;
 			if (c->deadline && now >= c->deadline) {
 				if (c->closing || c->adopt)	/* the application is gone */
 					cx_free(d, c);
@@ -492,6 +507,8 @@ int do_run(int argc, char **argv)
 	if (d->fds.prog_guard < 0)
 		log_warn("no read guard on this kernel (BPF LSM refused): an application that reads without "
 			 "waiting for readiness can take handshake bytes; see LIMITATIONS in rpctls(8)");
+	if (d->srv_ctx && hs_pool_start(d, d->conf.hs_threads))
+		return 1;
 	adopt_existing(d);
 	log_info("controller started, pid %d, configuration %s: %d served port(s), policy %s, %s; %d destination(s)",
 		 getpid(), d->conf.path, d->conf.n_srv_ports,
@@ -509,6 +526,8 @@ int do_run(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 1) {
 				ring_buffer__consume(d->rb);
+			} else if (evs[i].data.u32 == EPOLL_POOL) {
+				hs_pool_collect(d);
 			} else if (evs[i].data.u32 >= EPOLL_SINK_BASE) {
 				cli_on_sink(d, evs[i].data.u32 - EPOLL_SINK_BASE);
 			} else if (evs[i].data.u32 == 2) {
@@ -532,6 +551,7 @@ int do_run(int argc, char **argv)
 			held_scan(d);
 	}
 	log_info("controller stopping");
+	hs_pool_stop(d);
 	held_scan(d);	/* what the applications closed gets its close_notify */
 	__atomic_store_n(&d->stopping, true, __ATOMIC_RELAXED);
 	pthread_join(hb, NULL);

@@ -407,18 +407,40 @@ static void finished(struct daemon *d, struct cx *c)
 
 void srv_on_wake(struct daemon *d, struct cx *c)
 {
-	int r, e;
 	unsigned long err;
+
+	if (c->busy) {
+		c->wake_again = true;
+		return;
+	}
+	if (c->state != CX_HANDSHAKE || !c->ssl)
+		return;
+	c->retry_at = 0;
+	if (hs_pool_on()) {	/* the result comes back through hs_pool_collect() */
+		hs_pool_submit(c);
+		return;
+	}
+	ERR_clear_error();
+	errno = 0;
+	c->hs.r = SSL_accept(c->ssl);
+	c->hs.e = SSL_get_error(c->ssl, c->hs.r);
+	c->hs.err_no = errno;
+	err = ERR_peek_last_error();
+	c->hs.err = err;
+	snprintf(c->hs.errstr, sizeof(c->hs.errstr), "%s", tls_err_string());
+	srv_accept_result(d, c);
+}
+
+void srv_accept_result(struct daemon *d, struct cx *c)
+{
+	int e = c->hs.e;
 
 	if (c->state != CX_HANDSHAKE || !c->ssl)
 		return;
-	ERR_clear_error();
-	r = SSL_accept(c->ssl);
-	if (r == 1) {
+	if (c->hs.r == 1) {
 		finished(d, c);
 		return;
 	}
-	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		/* rx_notify runs before the bytes are queued: look again soon,
 		 * backing off; its next event wakes us anyway. */
@@ -426,13 +448,12 @@ void srv_on_wake(struct daemon *d, struct cx *c)
 		c->retry_at = now_mono_ns() + (uint64_t)c->retry_ms * 1000000ull;
 		return;
 	}
-	err = ERR_peek_last_error();
 	stat_bump(ST_HS_FAILED, 1);
-	if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !err && errno))
+	if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !c->hs.err && c->hs.err_no))
 		cx_refuse(d, c, RS_HANDSHAKE, "pid %d (%s): connection %s during the handshake", c->pid, c->comm,
-			  errno ? strerror(errno) : "closed by the client");
+			  c->hs.err_no ? strerror(c->hs.err_no) : "closed by the client");
 	else
-		cx_refuse(d, c, RS_HANDSHAKE, "pid %d (%s): %s", c->pid, c->comm, tls_err_string());
+		cx_refuse(d, c, RS_HANDSHAKE, "pid %d (%s): %s", c->pid, c->comm, c->hs.errstr);
 }
 
 void srv_on_timeout(struct daemon *d, struct cx *c)

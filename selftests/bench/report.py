@@ -117,9 +117,11 @@ if any(k.startswith("hs.") for k in R):
       + target("handshakes per second rpctls/openssl", hs["rpctls-srv"]["rate"] / hs["app-ossl"]["rate"], ">=", 0.9))
     P(f"  the BPF phase per connection: {hs['rpctls-srv']['bpf_ns_per_conn'] / 1000:.1f} us in BPF programs, "
       f"{hs['rpctls-srv']['ctl_ms_per_conn']:.2f} ms of controller CPU")
+    fails = {m: sum(v.get("failed", 0) for k, v in R.items() if k.startswith(f"hs.{m}.")) for m in hs}
+    P(f"  connections that failed over all rounds: rpctls {fails['rpctls-srv']:.0f}, OpenSSL {fails['app-ossl']:.0f}")
 if "storm" in R:
     s = R["storm"]
-    P(f"  storm: {int(s['n'])} of {int(s['clients'])} clients at once served in {s['secs']:.1f} s "
+    P(f"  storm: {int(s['n'])} of {int(s['clients'])} clients at once served ({s.get('failed', 0):.0f} failed) in {s['secs']:.1f} s "
       f"({s['n'] / s['secs']:.1f}/s), p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms; "
       f"controller peak memory {s['ctl_peak_kb'] / 1024:.1f} MiB")
     P("")

@@ -97,7 +97,7 @@ ctl_starts() { cat "$WORK/ctl.log" 2>/dev/null | grep -c "controller started"; }
 start_ctl() {
 	local n0
 	n0=$(ctl_starts)
-	bg ctl "$RPCTLS" run -c "$1" -v > /dev/null
+	bg ctl "$RPCTLS" run -c "$1" ${CTL_VERBOSE--v} > /dev/null
 	ctl_pid=${env_pids[-1]}
 	wait_for 20 eval '[ "$(ctl_starts)" -gt "'"$n0"'" ]'
 }
