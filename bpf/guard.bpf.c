@@ -11,6 +11,9 @@
  *                 controller holds: time to send close_notify
  *   rx_watch      the application's read met a non-data TLS record (an alert,
  *                 a KeyUpdate): the controller takes it out and acts
+ *   rd_enter/exit threads inside the sockhash's recvmsg, counted per socket
+ *                 (sk_readers): the controller looks for a thread asleep in
+ *                 read() only where one is in there
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -118,5 +121,65 @@ int BPF_PROG(rx_watch, struct sock *sk, struct msghdr *msg, size_t len, int flag
 	cookie = held_ktls(sk);
 	if (cookie)
 		emit(EV_RX_RECORD, cookie);
+	return 0;
+}
+
+/*
+ * Threads inside the sockhash's recvmsg, per tracked socket. One asleep there
+ * holds the psock, and kTLS cannot be set up under it: before a handshake the
+ * controller asks /proc which thread it is only when this count is not zero,
+ * instead of reading every thread of the application for every connection.
+ * The count can only err high (a decrement lost in a race), which costs the
+ * /proc look and nothing else.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} sk_readers SEC(".maps");
+
+static __always_inline void readers_add(struct sock *sk, bool in)
+{
+	__u64 *n;
+
+	if (!bpf_sk_storage_get(&sk_cookie, sk, 0, 0))
+		return;
+	n = bpf_sk_storage_get(&sk_readers, sk, 0, in ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!n)
+		return;
+	if (in)
+		__sync_fetch_and_add(n, 1);
+	else if (*n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/* 6.1 takes the _parser one for sockets with a verdict program; both are
+ * watched, for kernels that choose otherwise. */
+SEC("fentry/tcp_bpf_recvmsg_parser")
+int BPF_PROG(rd_enter_parser, struct sock *sk)
+{
+	readers_add(sk, true);
+	return 0;
+}
+
+SEC("fexit/tcp_bpf_recvmsg_parser")
+int BPF_PROG(rd_exit_parser, struct sock *sk)
+{
+	readers_add(sk, false);
+	return 0;
+}
+
+SEC("fentry/tcp_bpf_recvmsg")
+int BPF_PROG(rd_enter, struct sock *sk)
+{
+	readers_add(sk, true);
+	return 0;
+}
+
+SEC("fexit/tcp_bpf_recvmsg")
+int BPF_PROG(rd_exit, struct sock *sk)
+{
+	readers_add(sk, false);
 	return 0;
 }

@@ -173,7 +173,20 @@ static const struct pin map_pins[] = {
 	MAPPIN(ctl), MAPPIN(attached), MAPPIN(stats), MAPPIN(events), MAPPIN(sinks), MAPPIN(free_slots),
 };
 /* Maps of the object that only BPF uses (not opened by the controller). */
-static const char *const private_maps[] = { "scratch" };
+static const char *const private_maps[] = { "scratch", "sk_readers" };
+/* guard.bpf.o's tracing links, pinned under links/ (optional). */
+static const char *const guard_links[] = { "close_watch", "rx_watch", "rd_enter_parser", "rd_exit_parser",
+					   "rd_enter", "rd_exit" };
+
+static void unpin_guard_links(void)
+{
+	char path[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(guard_links); i++) {
+		snprintf(path, sizeof(path), RPCTLS_PIN_LINKS "/%s", guard_links[i]);
+		unlink(path);
+	}
+}
 
 static const struct pin prog_pins[] = {
 	{ "sockops_srv", offsetof(struct rpctls_fds, prog_sockops[RPCTLS_ROLE_SERVER]) },
@@ -264,9 +277,7 @@ void bpf_unpin_all(void)
 {
 	char path[256];
 
-	unlink(RPCTLS_PIN_LINKS "/close_watch");
-	unlink(RPCTLS_PIN_LINKS "/rx_watch");
-
+	unpin_guard_links();
 	unpin_dir(RPCTLS_PIN_MAPS, map_pins, ARRAY_SIZE(map_pins));
 	for (size_t i = 0; i < ARRAY_SIZE(private_maps); i++) {
 		snprintf(path, sizeof(path), RPCTLS_PIN_MAPS "/%s", private_maps[i]);
@@ -302,31 +313,43 @@ static void load_guard(struct bpf_object *core)
 	const char *lacking = NULL;
 
 	tls_module_load();
+	/* The reader count watches functions a kernel may not have: optional. */
+	bool readers = libbpf_find_vmlinux_btf_id("tcp_bpf_recvmsg_parser", BPF_TRACE_FENTRY) > 0 &&
+		       libbpf_find_vmlinux_btf_id("tcp_bpf_recvmsg", BPF_TRACE_FENTRY) > 0;
+
 	for (int pass = 0; pass < 2; pass++) {
 		struct guard_bpf *g = guard_bpf__open();
-		struct bpf_link *l1 = NULL, *l2 = NULL;
+		struct bpf_link *l[6] = {};
 		int err = g ? 0 : -errno;
 
 		for (size_t i = 0; !err && i < ARRAY_SIZE(shared); i++)
 			err = bpf_map__reuse_fd(bpf_object__find_map_by_name(g->obj, shared[i]),
 						bpf_map__fd(bpf_object__find_map_by_name(core, shared[i])));
-		if (!err && pass == 1) {
-			bpf_program__set_autoload(g->progs.close_watch, false);
-			bpf_program__set_autoload(g->progs.rx_watch, false);
-		}
-		if (!err)
+		if (!err) {
+			struct bpf_program *tracing[6] = { g->progs.close_watch, g->progs.rx_watch,
+							   g->progs.rd_enter_parser, g->progs.rd_exit_parser,
+							   g->progs.rd_enter, g->progs.rd_exit };
+			int n = pass == 1 ? 0 : readers ? 6 : 2;
+
+			for (int i = n; i < 6; i++)
+				bpf_program__set_autoload(tracing[i], false);
 			err = guard_bpf__load(g);
-		if (!err && pass == 0) {
-			l1 = bpf_program__attach(g->progs.close_watch);
-			l2 = bpf_program__attach(g->progs.rx_watch);
-			if (!l1 || !l2 || bpf_link__pin(l1, RPCTLS_PIN_LINKS "/close_watch") ||
-			    bpf_link__pin(l2, RPCTLS_PIN_LINKS "/rx_watch"))
+			/* Exits before entries: a count never misses the way out. */
+			for (int i = n - 1; !err && i >= 0; i--) {
+				char path[256];
+
+				snprintf(path, sizeof(path), RPCTLS_PIN_LINKS "/%s", guard_links[i]);
+				l[i] = bpf_program__attach(tracing[i]);
+				if (!l[i] || bpf_link__pin(l[i], path))
+					err = -errno ? -errno : -EINVAL;
+			}
+			if (!err && n == 6 && bpf_map__pin(g->maps.sk_readers, RPCTLS_PIN_MAPS "/sk_readers"))
 				err = -errno ? -errno : -EINVAL;
 		}
 		if (!err)
 			err = bpf_program__pin(g->progs.recv_guard, RPCTLS_PIN_PROGS "/recv_guard");
-		bpf_link__destroy(l1);
-		bpf_link__destroy(l2);
+		for (int i = 0; i < 6; i++)
+			bpf_link__destroy(l[i]);
 		guard_bpf__destroy(g);
 		if (!err) {
 			if (pass == 1)
@@ -334,8 +357,8 @@ static void load_guard(struct bpf_object *core)
 					  "KeyUpdates after the hand-over";
 			break;
 		}
-		unlink(RPCTLS_PIN_LINKS "/close_watch");
-		unlink(RPCTLS_PIN_LINKS "/rx_watch");
+		unpin_guard_links();
+		unlink(RPCTLS_PIN_MAPS "/sk_readers");
 		lacking = "the read guard, close_notify on close, alerts after the hand-over";
 		if (pass == 1)
 			warning("the kernel refuses rpctls's BPF LSM and tracing programs (%s)", strerror(-err));

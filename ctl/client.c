@@ -377,7 +377,6 @@ out:
 static void handover(struct daemon *d, struct cx *c)
 {
 	struct ccx *k = c->cli;
-	struct conn info;
 	char subject[96];
 	uint32_t flags = tls_peer_info(c->ssl, subject, sizeof(subject));
 	const SSL_CIPHER *ciph = SSL_get_current_cipher(c->ssl);
@@ -394,15 +393,7 @@ static void handover(struct daemon *d, struct cx *c)
 	}
 	stat_bump(ST_HS_DONE, 1);
 	stat_bump(ST_HANDOVERS, 1);
-	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info) == 0) {
-		info.flags |= flags;
-		info.pid = (uint32_t)c->pid;
-		info.cipher = ciph ? (uint16_t)SSL_CIPHER_get_protocol_id(ciph) : 0;
-		info.tls_version = (uint16_t)SSL_version(c->ssl);
-		info.hs_ns = took;
-		snprintf(info.peer, sizeof(info.peer), "%s", subject);
-		bpf_map_update_elem(d->fds.conns, &c->cookie, &info, BPF_EXIST);
-	}
+	cx_record_tls(d, c, -1, flags, subject, took);
 	fmt_duration(t, sizeof(t), took);
 	log_info("%s: pid %d (%s): TLSv1.3 %s, ALPN %s, server %s (verified), probe and handshake %s, "
 		 "%zu held bytes sent; on kernel TLS",

@@ -106,6 +106,8 @@ struct daemon {
 	bool held_check;		/* an application closed something: look */
 	uint64_t last_held_scan;
 	uint64_t last_scan;
+	uint64_t scan_gap;		/* ns between descriptor scans (cx_lookup_all) */
+	int readers_fd;			/* sk_readers (guard.bpf.c), -1 if not there */
 };
 
 /* cx table (run.c) */
@@ -115,6 +117,8 @@ void cx_free(struct daemon *d, struct cx *c);	/* deferred while c->busy */
 void cx_release(struct cx *c);			/* the memory, once unlinked */
 void cx_set_phase(struct daemon *d, struct cx *c, int phase);
 void cx_close(struct daemon *d, struct cx *c);
+/* The handshake's outcome into "conns" (@phase < 0: leave it). */
+void cx_record_tls(struct daemon *d, struct cx *c, int phase, uint32_t flags, const char *subject, uint64_t took);
 /* End a connection with a logged reason; counts it. */
 void cx_refuse(struct daemon *d, struct cx *c, int reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -147,6 +151,7 @@ void cli_release(struct daemon *d, struct cx *c);	/* give its slot back */
 int hs_pool_start(struct daemon *d, int n);		/* n < 0: one per CPU; 0: none */
 bool hs_pool_on(void);
 void hs_pool_submit(struct cx *c);
+void hs_step(struct cx *c);				/* one SSL_accept() step, in c->hs */
 void hs_pool_collect(struct daemon *d);
 void hs_pool_stop(struct daemon *d);
 

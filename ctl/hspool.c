@@ -37,12 +37,28 @@ static struct {
 	pthread_t th[POOL_MAX];
 } pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .efd = -1 };
 
+/* One SSL_accept() step, its outcome in c->hs: on a worker or in the loop.
+ * The error queue is this thread's: read it here. */
+void hs_step(struct cx *c)
+{
+	ERR_clear_error();
+	errno = 0;
+	c->hs.r = SSL_accept(c->ssl);
+	c->hs.e = SSL_get_error(c->ssl, c->hs.r);
+	c->hs.err_no = errno;
+	c->hs.err = ERR_peek_last_error();
+	if (c->hs.err)
+		ERR_error_string_n(c->hs.err, c->hs.errstr, sizeof(c->hs.errstr));
+	else
+		snprintf(c->hs.errstr, sizeof(c->hs.errstr), "no OpenSSL error");
+	ERR_clear_error();
+}
+
 static void *worker(void *arg)
 {
 	(void)arg;
 	for (;;) {
 		struct cx *c;
-		unsigned long err;
 		uint64_t one = 1;
 
 		pthread_mutex_lock(&pool.mu);
@@ -58,19 +74,7 @@ static void *worker(void *arg)
 			pool.todo_tail = &pool.todo;
 		pthread_mutex_unlock(&pool.mu);
 
-		ERR_clear_error();
-		errno = 0;
-		c->hs.r = SSL_accept(c->ssl);
-		c->hs.e = SSL_get_error(c->ssl, c->hs.r);
-		c->hs.err_no = errno;
-		err = ERR_peek_last_error();
-		c->hs.err = err;
-		if (err)
-			ERR_error_string_n(err, c->hs.errstr, sizeof(c->hs.errstr));
-		else
-			snprintf(c->hs.errstr, sizeof(c->hs.errstr), "no OpenSSL error");
-		ERR_clear_error();
-
+		hs_step(c);
 		pthread_mutex_lock(&pool.mu);
 		c->pool_next = pool.done;
 		pool.done = c;

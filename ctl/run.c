@@ -115,6 +115,24 @@ void cx_set_phase(struct daemon *d, struct cx *c, int phase)
 	bpf_map_update_elem(d->fds.conns, &c->cookie, &info, BPF_EXIST);
 }
 
+void cx_record_tls(struct daemon *d, struct cx *c, int phase, uint32_t flags, const char *subject, uint64_t took)
+{
+	const SSL_CIPHER *ciph = SSL_get_current_cipher(c->ssl);
+	struct conn info;
+
+	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info))
+		return;
+	if (phase >= 0)
+		info.phase = (uint8_t)phase;
+	info.flags |= flags;
+	info.pid = (uint32_t)c->pid;
+	info.cipher = ciph ? (uint16_t)SSL_CIPHER_get_protocol_id(ciph) : 0;
+	info.tls_version = (uint16_t)SSL_version(c->ssl);
+	info.hs_ns = took;
+	snprintf(info.peer, sizeof(info.peer), "%s", subject);
+	bpf_map_update_elem(d->fds.conns, &c->cookie, &info, BPF_EXIST);
+}
+
 void cx_refuse(struct daemon *d, struct cx *c, int reason, const char *fmt, ...)
 {
 	char why[512];
@@ -164,9 +182,18 @@ void cx_lookup_all(struct daemon *d)
 	struct sockfd_rec *recs, key;
 	size_t n;
 
+	uint64_t took;
+	int failed;
+
 	d->lookup_pending = false;
 	d->last_scan = now_mono_ns();
-	if (sockfd_scan(d->fds.prog_iter, &recs, &n))
+	failed = sockfd_scan(d->fds.prog_iter, &recs, &n);
+	/* The next scan no sooner than twice this one took (between 1 and
+	 * 5 ms): an accept() is found at once, a storm does not spend the
+	 * loop on scans. */
+	took = now_mono_ns() - d->last_scan;
+	d->scan_gap = took * 2 < 1000000ull ? 1000000ull : took * 2 > 5000000ull ? 5000000ull : took * 2;
+	if (failed)
 		return;
 	qsort(recs, n, sizeof(*recs), rec_cmp);
 	for (int i = 0; i < 4096; i++) {
@@ -331,7 +358,7 @@ static int timers(struct daemon *d)
 {
 	uint64_t now = now_mono_ns(), next = now + 1000000000ull;
 
-	if (d->lookup_pending && now - d->last_scan >= 5000000ull)
+	if (d->lookup_pending && now - d->last_scan >= d->scan_gap)
 		cx_lookup_all(d);
 	for (int i = 0; i < 4096; i++) {
 		struct cx *c = d->tab[i], *nx;
@@ -361,8 +388,8 @@ static int timers(struct daemon *d)
 			if (c->state == CX_HANDSHAKE && c->retry_at && c->retry_at < next)
 				next = c->retry_at;
 		}
-	if (d->lookup_pending && d->last_scan + 5000000ull < next)
-		next = d->last_scan + 5000000ull;
+	if (d->lookup_pending && d->last_scan + d->scan_gap < next)
+		next = d->last_scan + d->scan_gap;
 	/* The backstop for a close that close_watch could not see. */
 	if (d->n_held && d->last_held_scan + 2000000000ull < next)
 		next = d->last_held_scan + 2000000000ull;
@@ -507,6 +534,7 @@ int do_run(int argc, char **argv)
 	if (d->fds.prog_guard < 0)
 		log_warn("no read guard on this kernel (BPF LSM refused): an application that reads without "
 			 "waiting for readiness can take handshake bytes; see LIMITATIONS in rpctls(8)");
+	d->readers_fd = bpf_obj_get(RPCTLS_PIN_MAPS "/sk_readers");
 	if (d->srv_ctx && hs_pool_start(d, d->conf.hs_threads))
 		return 1;
 	adopt_existing(d);
@@ -541,7 +569,7 @@ int do_run(int argc, char **argv)
 				}
 			}
 		}
-		if (d->lookup_pending && now_mono_ns() - d->last_scan >= 5000000ull)
+		if (d->lookup_pending && now_mono_ns() - d->last_scan >= d->scan_gap)
 			cx_lookup_all(d);
 		if (d->dequeue) {
 			d->dequeue = false;
@@ -570,6 +598,8 @@ int do_run(int argc, char **argv)
 	ring_buffer__free(d->rb);
 	SSL_CTX_free(d->srv_ctx);
 	SSL_CTX_free(d->cli_ctx);
+	if (d->readers_fd >= 0)
+		close(d->readers_fd);
 	bpf_close_fds(&d->fds);
 	return 0;
 }

@@ -247,12 +247,21 @@ void srv_slot_freed(struct daemon *d)
 }
 
 /* A thread asleep in read() on a blocking socket (a non-blocking one
- * never sleeps there). */
-static bool blocked_reader(struct cx *c)
+ * never sleeps there). /proc tells which, thread by thread: asked only when
+ * BPF counts a thread inside the sockhash's recvmsg (sk_readers), or where
+ * the kernel has no such count. */
+static bool blocked_reader(struct daemon *d, struct cx *c)
 {
-	int fds[1] = { c->app_fd }, fl = fcntl(c->fd, F_GETFL);
+	int fds[1] = { c->app_fd }, fl = fcntl(c->fd, F_GETFL), key = c->fd;
+	__u64 inside = 0;
 
-	return fl >= 0 && !(fl & O_NONBLOCK) && sock_blocked_reader(c->pid, fds, 1);
+	if (fl < 0 || (fl & O_NONBLOCK))
+		return false;
+	if (d->readers_fd >= 0) {
+		if (bpf_map_lookup_elem(d->readers_fd, &key, &inside) == 0 ? inside == 0 : errno == ENOENT)
+			return false;
+	}
+	return sock_blocked_reader(c->pid, fds, 1);
 }
 
 static void start_handshake(struct daemon *d, struct cx *c)
@@ -268,7 +277,7 @@ static void start_handshake(struct daemon *d, struct cx *c)
 
 	/* A thread asleep in read() on the socket would keep the psock alive
 	 * (TLS setup then fails) and could take the ClientHello when woken. */
-	if (blocked_reader(c)) {
+	if (blocked_reader(d, c)) {
 		if (c->policy == RPCTLS_POLICY_REQUIRED)
 			cx_refuse(d, c, RS_HANDOVER, "pid %d (%s) has a thread blocked in read() on the socket",
 				  c->pid, c->comm);
@@ -365,7 +374,6 @@ static int handover(struct daemon *d, struct cx *c, const char **why)
 
 static void finished(struct daemon *d, struct cx *c)
 {
-	struct conn info;
 	char subject[96] = "";
 	uint32_t flags = tls_peer_info(c->ssl, subject, sizeof(subject));
 	const SSL_CIPHER *ciph = SSL_get_current_cipher(c->ssl);
@@ -380,16 +388,7 @@ static void finished(struct daemon *d, struct cx *c)
 	}
 	stat_bump(ST_HS_DONE, 1);
 	stat_bump(ST_HANDOVERS, 1);
-	if (bpf_map_lookup_elem(d->fds.conns, &c->cookie, &info) == 0) {
-		info.phase = PH_KTLS;
-		info.flags |= flags;
-		info.pid = (uint32_t)c->pid;
-		info.cipher = ciph ? (uint16_t)SSL_CIPHER_get_protocol_id(ciph) : 0;
-		info.tls_version = (uint16_t)SSL_version(c->ssl);
-		info.hs_ns = took;
-		snprintf(info.peer, sizeof(info.peer), "%s", subject);
-		bpf_map_update_elem(d->fds.conns, &c->cookie, &info, BPF_EXIST);
-	}
+	cx_record_tls(d, c, PH_KTLS, flags, subject, took);
 	fmt_duration(t, sizeof(t), took);
 	log_info("%s: pid %d (%s): TLSv1.3 %s, ALPN %s, peer %s%s, handshake %s; on kernel TLS", c->name, c->pid,
 		 c->comm, ciph ? SSL_CIPHER_get_name(ciph) : "?", flags & CONN_F_ALPN ? "sunrpc" : "none",
@@ -407,8 +406,6 @@ static void finished(struct daemon *d, struct cx *c)
 
 void srv_on_wake(struct daemon *d, struct cx *c)
 {
-	unsigned long err;
-
 	if (c->busy) {
 		c->wake_again = true;
 		return;
@@ -420,14 +417,7 @@ void srv_on_wake(struct daemon *d, struct cx *c)
 		hs_pool_submit(c);
 		return;
 	}
-	ERR_clear_error();
-	errno = 0;
-	c->hs.r = SSL_accept(c->ssl);
-	c->hs.e = SSL_get_error(c->ssl, c->hs.r);
-	c->hs.err_no = errno;
-	err = ERR_peek_last_error();
-	c->hs.err = err;
-	snprintf(c->hs.errstr, sizeof(c->hs.errstr), "%s", tls_err_string());
+	hs_step(c);
 	srv_accept_result(d, c);
 }
 

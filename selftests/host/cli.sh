@@ -42,6 +42,7 @@ printf '[server]\nhandshake_timeout = 10 parsecs\n' | bad timeout 2 "handshake_t
 printf '[server]\nmax_handshakes = 0\n' | bad max-hs 2 "max_handshakes"
 printf '[destination 10.0.0.1]\nports = 111\n' | bad dest-no-ca 1 "need \\[client\\] ca"
 printf '[global]\nlog_level = loud\n' | bad log-level 2 "log_level"
+printf '[global]\nhandshake_threads = 65\n' | bad hs-threads 2 "handshake_threads"
 check config-errors-attach-nothing test ! -e /sys/fs/bpf/rpctls
 expect_fail config-missing-file "/nonexistent.conf: No such file" "$RPCTLS" attach "$cg" -c /nonexistent.conf
 # The man pages render without a warning, and the example configuration is valid.

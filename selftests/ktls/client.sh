@@ -20,7 +20,12 @@ trap 'env_down; rm_cgroup "$scg"; rm_cgroup "$ccg"' EXIT
 for a in 10.99.0.3 10.99.0.4 10.99.0.5; do ip -n $NS_S addr add $a/24 dev veth-s; done
 MIS=10.99.0.3 OPT=10.99.0.4 NAMED=10.99.0.5
 
+# The server side here runs its handshakes in the event loop itself (no
+# worker threads): the other suites run them on threads.
 cat > "$WORK/rpctls.conf" <<EOF
+[global]
+handshake_threads = 0
+
 [server]
 ports = 111, 2049
 policy = optional

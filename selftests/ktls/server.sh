@@ -13,11 +13,12 @@ netns_up || { fail setup "cannot make the network namespaces"; exit 1; }
 cg=$(mk_cgroup srv)
 trap 'env_down; rm_cgroup "$cg"' EXIT
 echo_port=5000
+sleepy_port=5001	# its server reads without waiting for readiness
 
 conf() { # POLICY [extra lines]
 	cat > "$WORK/rpctls.conf" <<-EOF
 		[server]
-		ports = 111, 2049, $echo_port
+		ports = 111, 2049, $echo_port, $sleepy_port
 		policy = $1
 		certificate = $PKI/server.pem
 		key = $PKI/server.key
@@ -34,6 +35,9 @@ start_ganesha "$cg" || fail ganesha "NFS-Ganesha did not come up"
 bg echo in_ns_cg $NS_S "$cg" "$PY" "$RPCTLS_TOP/selftests/lib/tcpeer.py" echo $echo_port \
 	--ready "$WORK/echo.ready" --log "$WORK/echo.seen" > /dev/null
 wait_for 20 test -s "$WORK/echo.ready"
+bg sleepy in_ns_cg $NS_S "$cg" "$PY" "$RPCTLS_TOP/selftests/lib/tcpeer.py" echo $sleepy_port \
+	--blocking-read --ready "$WORK/sleepy.ready" > /dev/null
+wait_for 20 test -s "$WORK/sleepy.ready"
 start_ctl "$WORK/rpctls.conf" || fail controller "did not start"
 capture_start $NS_C veth-c "$WORK/server.pcap"
 
@@ -62,6 +66,15 @@ n0=$(notify_runs)
 check ktls-200-calls rpcc "${tls[@]}" --count 200 $S4 2049 --call nfs4-null
 check wake-filter-off-after-handover eval '[ $(( $(notify_runs) - n0 )) -lt 30 ]'
 sysctl -qw kernel.bpf_stats_enabled=0
+# A thread asleep in read() when the probe comes: BPF counts it inside the
+# sockhash's recvmsg, /proc names it, and under "optional" the probe gets the
+# no-TLS answer (kTLS cannot be set up under a sleeping reader).
+sleepy=$(C "$PY" "$RPCTLS_TOP/selftests/lib/tcpeer.py" probe $S4 $sleepy_port --wait 1)
+# An accepted reply (MSG_ACCEPTED, SUCCESS) without the STARTTLS verifier.
+check sleepy-reader-probe-no-tls eval '[[ $sleepy == 8000* && $sleepy != *5354415254544c53* ]]'
+
+check reader-count-pinned test -e /sys/fs/bpf/rpctls/maps/sk_readers
+check sleepy-reader-logged wait_for 5 ctl_logged "blocked in read\(\) on the socket: answered no-TLS"
 # A connection that stays: rpctls conns and the kernel's own view of it.
 rpcc "${tls[@]}" --call pmap-dump --hold 4 $S4 111 > /dev/null &
 held=$!

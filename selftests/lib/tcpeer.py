@@ -5,13 +5,15 @@
       accept connections forever; echo every byte back on each (waiting in
       select() before each read, as RPC servers do); --log appends every
       chunk received, in hex, to FILE; a chunk holding CLOSE-NOW closes the
-      connection instead of being echoed
+      connection instead of being echoed; --blocking-read reads at once,
+      asleep in a blocking recv(), as a careless server does
   tcpeer.py talk HOST PORT HEX... [--hold SECS] [--gap SECS]
       connect, then for each HEX: send it and print what comes back (hex),
       one line per exchange; "-" if nothing came within 2 s, "EOF" at end of
       stream, "RST" on a reset. --hold keeps the connection open at the end.
-  tcpeer.py probe HOST PORT [--prog P] [--vers V] [--xid X]
-      send an AUTH_TLS probe and print the reply record as hex
+  tcpeer.py probe HOST PORT [--prog P] [--vers V] [--xid X] [--wait SECS]
+      send an AUTH_TLS probe (--wait: that long after connecting) and print
+      the reply record as hex
 """
 import os
 import select
@@ -40,10 +42,12 @@ def echo(args):
         # Wait in poll before each read, as RPC servers (libtirpc, ntirpc)
         # do: a reader blocked in recv() meets the sockhash's spurious
         # EAGAIN, and rpctls refuses to hand over under it.
-        c.setblocking(False)
+        waits = "--blocking-read" not in args
+        c.setblocking(not waits)
         try:
             while True:
-                select.select([c], [], [])
+                if waits:
+                    select.select([c], [], [])
                 try:
                     d = c.recv(65536)
                 except BlockingIOError:
@@ -57,7 +61,7 @@ def echo(args):
                     break
                 c.setblocking(True)
                 c.sendall(d)
-                c.setblocking(False)
+                c.setblocking(not waits)
         except OSError:
             pass
         c.close()
@@ -126,6 +130,8 @@ def probe(args):
     vers = int(args[args.index("--vers") + 1]) if "--vers" in args else 4
     xid = int(args[args.index("--xid") + 1], 0) if "--xid" in args else 0x1234
     c = socket.create_connection((host, port), timeout=5)
+    if "--wait" in args:
+        time.sleep(float(args[args.index("--wait") + 1]))
     c.sendall(struct.pack(">11I", 0x80000028, xid, 0, 2, prog, vers, 0, 7, 0, 0, 0))
     data, end = recv_some(c)
     print(data.hex() if data else "-")
