@@ -66,35 +66,48 @@ static int load_ca(const struct conf *c, SSL_CTX *ctx, const struct conf_path *c
 	return 0;
 }
 
+/* TLS 1.3 only (RFC 9289 section 5.1), kTLS-capable suites only. */
+static SSL_CTX *ctx_new(const struct conf *c, const SSL_METHOD *m)
+{
+	SSL_CTX *ctx = SSL_CTX_new(m);
+
+	if (!ctx) {
+		fprintf(stderr, "rpctls: error: cannot create a TLS context: %s\n", tls_err_string());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_set_ciphersuites(ctx, c->ciphersuites) != 1) {
+		fprintf(stderr, "%s: cipher_suites: %s\n", c->path, tls_err_string());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Our certificate chain and its key. */
+static int load_identity(const struct conf *c, SSL_CTX *ctx, const struct conf_path *cert,
+			 const struct conf_path *key)
+{
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert->path) != 1)
+		return conf_err(c, cert, "certificate");
+	if (SSL_CTX_use_PrivateKey_file(ctx, key->path, SSL_FILETYPE_PEM) != 1)
+		return conf_err(c, key, "key");
+	if (SSL_CTX_check_private_key(ctx) != 1)
+		return conf_err(c, key, "key does not match the certificate");
+	return 0;
+}
+
 SSL_CTX *tls_server_ctx(const struct conf *c)
 {
 	SSL_CTX *ctx;
 
 	if (!c->srv_cert.path[0])
 		return NULL;
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (!ctx) {
-		fprintf(stderr, "rpctls: error: cannot create a TLS context: %s\n", tls_err_string());
+	ctx = ctx_new(c, TLS_server_method());
+	if (!ctx)
 		return NULL;
-	}
-	/* TLS 1.3 only (RFC 9289 section 5.1), kTLS-capable suites only. */
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_set_ciphersuites(ctx, c->ciphersuites) != 1) {
-		fprintf(stderr, "%s: cipher_suites: %s\n", c->path, tls_err_string());
+	if (load_identity(c, ctx, &c->srv_cert, &c->srv_key))
 		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->srv_cert.path) != 1) {
-		conf_err(c, &c->srv_cert, "certificate");
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, c->srv_key.path, SSL_FILETYPE_PEM) != 1) {
-		conf_err(c, &c->srv_key, "key");
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		conf_err(c, &c->srv_key, "key does not match the certificate");
-		goto fail;
-	}
 	if (load_ca(c, ctx, &c->srv_ca, &c->srv_crl))
 		goto fail;
 	switch (c->client_cert) {
@@ -129,29 +142,13 @@ SSL_CTX *tls_client_ctx(const struct conf *c)
 
 	if (!c->cli_ca.path[0])
 		return NULL;
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx) {
-		fprintf(stderr, "rpctls: error: cannot create a TLS context: %s\n", tls_err_string());
+	ctx = ctx_new(c, TLS_client_method());
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_set_ciphersuites(ctx, c->ciphersuites) != 1) {
-		fprintf(stderr, "%s: cipher_suites: %s\n", c->path, tls_err_string());
-		goto fail;
-	}
 	if (load_ca(c, ctx, &c->cli_ca, &c->cli_crl))
 		goto fail;
-	if (c->cli_cert.path[0]) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, c->cli_cert.path) != 1) {
-			conf_err(c, &c->cli_cert, "certificate");
-			goto fail;
-		}
-		if (SSL_CTX_use_PrivateKey_file(ctx, c->cli_key.path, SSL_FILETYPE_PEM) != 1 ||
-		    SSL_CTX_check_private_key(ctx) != 1) {
-			conf_err(c, &c->cli_key, "key");
-			goto fail;
-		}
-	}
+	if (c->cli_cert.path[0] && load_identity(c, ctx, &c->cli_cert, &c->cli_key))
+		goto fail;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	/* ALPN "sunrpc" always offered (RFC 9289 section 5.2). */
 	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x06" RPCTLS_ALPN, RPCTLS_ALPN_LEN + 1);
