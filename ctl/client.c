@@ -336,8 +336,13 @@ static int release_held(struct daemon *d, struct cx *c, int phase, const char **
 	int ret = -1;
 
 	*why = NULL;
-	if (cg_dir_of(c->pid, cg, sizeof(cg)) || cg_freeze(cg, true, 500)) {
-		*why = "cannot freeze the application's cgroup (it must not be the root cgroup)";
+	if (cg_dir_of(c->pid, cg, sizeof(cg))) {
+		*why = "cannot read the application's cgroup (gone, or the root cgroup)";
+		return -1;
+	}
+	if (cg_freeze(cg, true, 500)) {
+		log_warn("%s: cannot freeze %s (pid %d): %s", c->name, cg, c->pid, strerror(errno));
+		*why = "cannot freeze the application's cgroup";
 		return -1;
 	}
 	frozen = true;
