@@ -7,10 +7,7 @@
 . "$RPCTLS_TOP/selftests/lib/lib.sh"
 . "$RPCTLS_TOP/selftests/lib/env.sh"
 set -o pipefail
-"$RPCTLS_TOP/selftests/lib/mkcerts.sh" "$PKI"
-rpctls_reset
-netns_down
-netns_up || { fail setup "cannot make the network namespaces"; exit 1; }
+hosts_up
 scg=$(mk_cgroup srv)
 ccg=$(mk_cgroup cli)
 trap 'env_down; rm_cgroup "$scg"; rm_cgroup "$ccg"' EXIT

@@ -6,10 +6,7 @@
 . "$RPCTLS_TOP/selftests/lib/env.sh"
 set -o pipefail
 trap env_down EXIT
-"$RPCTLS_TOP/selftests/lib/mkcerts.sh" "$PKI"
-rpctls_reset
-netns_down
-netns_up || { fail setup "cannot make the network namespaces"; exit 1; }
+hosts_up
 cg=$(mk_cgroup srv)
 trap 'env_down; rm_cgroup "$cg"' EXIT
 echo_port=5000

@@ -61,6 +61,15 @@ bg() {
 	echo $!
 }
 
+# A suite's two hosts: the test PKI, nothing of rpctls left from before,
+# fresh network namespaces (the suite stops if they cannot be made).
+hosts_up() {
+	"$RPCTLS_TOP/selftests/lib/mkcerts.sh" "$PKI"
+	rpctls_reset
+	netns_down
+	netns_up || { fail setup "cannot make the network namespaces"; exit 1; }
+}
+
 # The server host's rpcbind, in cgroup $1.
 start_rpcbind() {
 	mkdir -p /run/rpcbind
