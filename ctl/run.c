@@ -181,7 +181,6 @@ void cx_lookup_all(struct daemon *d)
 {
 	struct sockfd_rec *recs, key;
 	size_t n;
-
 	uint64_t took;
 	int failed;
 

@@ -76,8 +76,14 @@ static SSL_CTX *ctx_new(const struct conf *c, const SSL_METHOD *m)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	/* No resumption either way; the traffic secrets are kept for kTLS. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_set_ciphersuites(ctx, c->ciphersuites) != 1) {
 		fprintf(stderr, "%s: cipher_suites: %s\n", c->path, tls_err_string());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (ktls_ctx_prepare(ctx)) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -123,13 +129,10 @@ SSL_CTX *tls_server_ctx(const struct conf *c)
 	/* No session tickets: a client's kTLS must never meet one. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	/* Exactly the bytes of each record, so that what follows the client's
 	 * Finished stays in the socket for kTLS. */
 	SSL_CTX_set_read_ahead(ctx, 0);
-	if (ktls_ctx_prepare(ctx))
-		goto fail;
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -152,10 +155,7 @@ SSL_CTX *tls_client_ctx(const struct conf *c)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	/* ALPN "sunrpc" always offered (RFC 9289 section 5.2). */
 	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x06" RPCTLS_ALPN, RPCTLS_ALPN_LEN + 1);
-	/* Tickets a server sends are read and dropped: no resumption. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	if (ktls_ctx_prepare(ctx))
-		goto fail;
+	/* Tickets a server sends are read and dropped (no session cache). */
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
