@@ -11,9 +11,9 @@
  *                 controller holds: time to send close_notify
  *   rx_watch      the application's read met a non-data TLS record (an alert,
  *                 a KeyUpdate): the controller takes it out and acts
- *   rd_enter/exit threads inside the sockhash's recvmsg, counted per socket
- *                 (sk_readers): the controller looks for a thread asleep in
- *                 read() only where one is in there
+ *   rd_enter      a read entered the sockhash's recvmsg (sk_readers): before
+ *                 the probe is answered, only an application that reads
+ *                 without waiting for readiness does that
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -125,12 +125,14 @@ int BPF_PROG(rx_watch, struct sock *sk, struct msghdr *msg, size_t len, int flag
 }
 
 /*
- * Threads inside the sockhash's recvmsg, per tracked socket. One asleep there
- * holds the psock, and kTLS cannot be set up under it: before a handshake the
- * controller asks /proc which thread it is only when this count is not zero,
- * instead of reading every thread of the application for every connection.
- * The count can only err high (a decrement lost in a race), which costs the
- * /proc look and nothing else.
+ * Reads that entered the sockhash's recvmsg, per tracked socket. The probe is
+ * diverted, so an application that waits for readiness (libtirpc, ntirpc)
+ * never reads before the probe is answered; one that does reads blindly, and
+ * a blocking one sleeps in there, loops on the spurious EAGAIN the psock gives
+ * it, and on 6.1 finds copied_seq stale once the verdict consumed the probe
+ * under it: its socket cannot be handed to kTLS. The mark is kept, not undone
+ * on the way out: the thread is back in a moment, and a look at the wrong
+ * moment would miss it. The controller asks before the handshake.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -139,19 +141,15 @@ struct {
 	__type(value, __u64);
 } sk_readers SEC(".maps");
 
-static __always_inline void readers_add(struct sock *sk, bool in)
+static __always_inline void read_entered(struct sock *sk)
 {
 	__u64 *n;
 
 	if (!bpf_sk_storage_get(&sk_cookie, sk, 0, 0))
 		return;
-	n = bpf_sk_storage_get(&sk_readers, sk, 0, in ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!n)
-		return;
-	if (in)
+	n = bpf_sk_storage_get(&sk_readers, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (n)
 		__sync_fetch_and_add(n, 1);
-	else if (*n)
-		__sync_fetch_and_add(n, -1);
 }
 
 /* 6.1 takes the _parser one for sockets with a verdict program; both are
@@ -159,27 +157,13 @@ static __always_inline void readers_add(struct sock *sk, bool in)
 SEC("fentry/tcp_bpf_recvmsg_parser")
 int BPF_PROG(rd_enter_parser, struct sock *sk)
 {
-	readers_add(sk, true);
-	return 0;
-}
-
-SEC("fexit/tcp_bpf_recvmsg_parser")
-int BPF_PROG(rd_exit_parser, struct sock *sk)
-{
-	readers_add(sk, false);
+	read_entered(sk);
 	return 0;
 }
 
 SEC("fentry/tcp_bpf_recvmsg")
 int BPF_PROG(rd_enter, struct sock *sk)
 {
-	readers_add(sk, true);
-	return 0;
-}
-
-SEC("fexit/tcp_bpf_recvmsg")
-int BPF_PROG(rd_exit, struct sock *sk)
-{
-	readers_add(sk, false);
+	read_entered(sk);
 	return 0;
 }

@@ -175,8 +175,7 @@ static const struct pin map_pins[] = {
 /* Maps of the object that only BPF uses (not opened by the controller). */
 static const char *const private_maps[] = { "scratch", "sk_readers" };
 /* guard.bpf.o's tracing links, pinned under links/ (optional). */
-static const char *const guard_links[] = { "close_watch", "rx_watch", "rd_enter_parser", "rd_exit_parser",
-					   "rd_enter", "rd_exit" };
+static const char *const guard_links[] = { "close_watch", "rx_watch", "rd_enter_parser", "rd_enter" };
 
 static void unpin_guard_links(void)
 {
@@ -313,29 +312,27 @@ static void load_guard(struct bpf_object *core)
 	const char *lacking = NULL;
 
 	tls_module_load();
-	/* The reader count watches functions a kernel may not have: optional. */
+	/* The read mark watches functions a kernel may not have: optional. */
 	bool readers = libbpf_find_vmlinux_btf_id("tcp_bpf_recvmsg_parser", BPF_TRACE_FENTRY) > 0 &&
 		       libbpf_find_vmlinux_btf_id("tcp_bpf_recvmsg", BPF_TRACE_FENTRY) > 0;
 
 	for (int pass = 0; pass < 2; pass++) {
 		struct guard_bpf *g = guard_bpf__open();
-		struct bpf_link *l[6] = {};
+		struct bpf_link *l[4] = {};
 		int err = g ? 0 : -errno;
 
 		for (size_t i = 0; !err && i < ARRAY_SIZE(shared); i++)
 			err = bpf_map__reuse_fd(bpf_object__find_map_by_name(g->obj, shared[i]),
 						bpf_map__fd(bpf_object__find_map_by_name(core, shared[i])));
 		if (!err) {
-			struct bpf_program *tracing[6] = { g->progs.close_watch, g->progs.rx_watch,
-							   g->progs.rd_enter_parser, g->progs.rd_exit_parser,
-							   g->progs.rd_enter, g->progs.rd_exit };
-			int n = pass == 1 ? 0 : readers ? 6 : 2;
+			struct bpf_program *tracing[4] = { g->progs.close_watch, g->progs.rx_watch,
+							   g->progs.rd_enter_parser, g->progs.rd_enter };
+			int n = pass == 1 ? 0 : readers ? 4 : 2;
 
-			for (int i = n; i < 6; i++)
+			for (int i = n; i < 4; i++)
 				bpf_program__set_autoload(tracing[i], false);
 			err = guard_bpf__load(g);
-			/* Exits before entries: a count never misses the way out. */
-			for (int i = n - 1; !err && i >= 0; i--) {
+			for (int i = 0; !err && i < n; i++) {
 				char path[256];
 
 				snprintf(path, sizeof(path), RPCTLS_PIN_LINKS "/%s", guard_links[i]);
@@ -343,12 +340,12 @@ static void load_guard(struct bpf_object *core)
 				if (!l[i] || bpf_link__pin(l[i], path))
 					err = -errno ? -errno : -EINVAL;
 			}
-			if (!err && n == 6 && bpf_map__pin(g->maps.sk_readers, RPCTLS_PIN_MAPS "/sk_readers"))
+			if (!err && n == 4 && bpf_map__pin(g->maps.sk_readers, RPCTLS_PIN_MAPS "/sk_readers"))
 				err = -errno ? -errno : -EINVAL;
 		}
 		if (!err)
 			err = bpf_program__pin(g->progs.recv_guard, RPCTLS_PIN_PROGS "/recv_guard");
-		for (int i = 0; i < 6; i++)
+		for (int i = 0; i < 4; i++)
 			bpf_link__destroy(l[i]);
 		guard_bpf__destroy(g);
 		if (!err) {

@@ -246,19 +246,21 @@ void srv_slot_freed(struct daemon *d)
 			}
 }
 
-/* A thread asleep in read() on a blocking socket (a non-blocking one
- * never sleeps there). /proc tells which, thread by thread: asked only when
- * BPF counts a thread inside the sockhash's recvmsg (sk_readers), or where
- * the kernel has no such count. */
+/* A thread that reads a blocking socket without waiting for readiness (a
+ * non-blocking one never sleeps in there). BPF marks a socket whose recvmsg
+ * was entered before the probe was answered (sk_readers, guard.bpf.c); where
+ * the kernel has no such mark, /proc tells, thread by thread. */
 static bool blocked_reader(struct daemon *d, struct cx *c)
 {
 	int fds[1] = { c->app_fd }, fl = fcntl(c->fd, F_GETFL), key = c->fd;
-	__u64 inside = 0;
+	__u64 reads = 0;
 
 	if (fl < 0 || (fl & O_NONBLOCK))
 		return false;
 	if (d->readers_fd >= 0) {
-		if (bpf_map_lookup_elem(d->readers_fd, &key, &inside) == 0 ? inside == 0 : errno == ENOENT)
+		if (bpf_map_lookup_elem(d->readers_fd, &key, &reads) == 0)
+			return reads > 0;
+		if (errno == ENOENT)
 			return false;
 	}
 	return sock_blocked_reader(c->pid, fds, 1);
